@@ -1,0 +1,335 @@
+//! The request pipeline: authentication result in, route, dispatch to
+//! discovery, OpenAPI, health, or the REST handlers of a resource.
+//!
+//! Follow one request: [`crate::listener`] terminates TLS and names the user,
+//! [`Server::handle`] routes it, [`crate::rest`] runs the verb against the
+//! watch cache or the store, [`crate::http`] writes the answer.
+
+use crate::http::{self, Body};
+use crate::request::{Query, ResourcePath, Route, Verb, route};
+use crate::services::Allocators;
+use bytes::Bytes;
+use ::http::{HeaderValue, Request, Response, StatusCode, header, request::Parts};
+use rkube_registry::ApiError;
+use rkube_registry::resources::{self, ResourceInfo};
+use rkube_storage::cache::WatchCache;
+use rkube_storage::{Store, StoreError};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+/// Who is asking (from a client certificate, or the in-process identity).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub groups: Vec<String>,
+}
+
+impl User {
+    pub fn admin() -> Self {
+        Self { name: "admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
+    }
+}
+
+/// Settings the handlers need (a subset of the command line).
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Address and port clients reach the apiserver on (the `kubernetes` Service's endpoint).
+    pub advertise_address: std::net::IpAddr,
+    pub secure_port: u16,
+    pub service_cidr: crate::services::Cidr,
+    pub node_port_range: (u16, u16),
+}
+
+/// Documents computed once and served as bytes.
+#[derive(Default)]
+struct Docs {
+    core_versions: OnceLock<Bytes>,
+    groups: OnceLock<Bytes>,
+    group_versions: OnceLock<HashMap<(String, String), Bytes>>,
+    aggregated: OnceLock<HashMap<(bool, &'static str), Bytes>>,
+    openapi_v2: OnceLock<Bytes>,
+    openapi_v3_index: OnceLock<Bytes>,
+    openapi_v3: OnceLock<HashMap<String, Bytes>>,
+}
+
+pub struct Server {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) cache: Arc<WatchCache>,
+    pub(crate) settings: Settings,
+    pub(crate) alloc: Allocators,
+    docs: Docs,
+    ready: AtomicBool,
+}
+
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Compacted { requested, compacted } => {
+            ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
+        }
+        StoreError::FutureRevision(r) => ApiError::timeout(format!("Too large resource version: {r}")),
+        other => ApiError::internal(other.to_string()),
+    }
+}
+
+const VERSION_MINOR: &str = "33";
+const VERSION_PATCH: &str = "0";
+
+impl Server {
+    pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>, settings: Settings) -> Arc<Self> {
+        let alloc = Allocators::new(&settings);
+        Arc::new(Self { store, cache, settings, alloc, docs: Docs::default(), ready: AtomicBool::new(false) })
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    pub fn resources(&self) -> Vec<&'static ResourceInfo> {
+        resources::all().iter().collect()
+    }
+
+    /// Answer one request. `user` is None for an unauthenticated client.
+    pub async fn handle<B>(self: Arc<Self>, req: Request<B>, user: Option<User>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (parts, body) = req.into_parts();
+        let path = parts.uri.path().to_string();
+        let route = route(&path);
+        let public = matches!(&route, Route::NonResource(p) if is_public(p));
+        if user.is_none() && !public {
+            return http::error(&ApiError::unauthorized());
+        }
+        let result = match route {
+            Route::NonResource(p) => self.non_resource(&p, &parts),
+            Route::CoreVersions => self.discovery_root(&parts, true),
+            Route::Groups => self.discovery_root(&parts, false),
+            Route::Group(g) => self.group_doc(&g),
+            Route::GroupVersion(g, v) => self.group_version_doc(&g, &v),
+            Route::Resource(rp) => match http::read_body(body).await {
+                Ok(bytes) => self.clone().resource(rp, parts, bytes, user.unwrap_or_else(User::admin)).await,
+                Err(e) => Err(e),
+            },
+        };
+        result.unwrap_or_else(|e| http::error(&e))
+    }
+
+    fn non_resource(&self, path: &str, parts: &Parts) -> Result<Response<Body>, ApiError> {
+        let p = path.trim_end_matches('/');
+        match p {
+            "/version" => Ok(http::json(StatusCode::OK, &version_info())),
+            "/healthz" | "/livez" | "/healthz/ping" | "/livez/ping" | "/readyz/ping" => {
+                Ok(http::text(StatusCode::OK, "ok"))
+            }
+            "/readyz" => {
+                if self.ready.load(Ordering::SeqCst) {
+                    Ok(http::text(StatusCode::OK, "ok"))
+                } else {
+                    Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "[-]bootstrap not finished\nreadyz check failed"))
+                }
+            }
+            "/openapi/v2" => {
+                if accepts_only_protobuf(parts) {
+                    return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2"));
+                }
+                let b = self.docs.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
+                Ok(http::json_bytes(StatusCode::OK, b.clone()))
+            }
+            "/openapi/v3" => {
+                let b = self
+                    .docs
+                    .openapi_v3_index
+                    .get_or_init(|| to_bytes(&rkube_registry::openapi::v3_index(&self.resources())));
+                Ok(http::json_bytes(StatusCode::OK, b.clone()))
+            }
+            _ if p.starts_with("/openapi/v3/") => {
+                let gv = &p["/openapi/v3/".len()..];
+                let docs = self.docs.openapi_v3.get_or_init(|| self.build_openapi_v3());
+                match docs.get(gv) {
+                    Some(b) => {
+                        let mut r = http::json_bytes(StatusCode::OK, b.clone());
+                        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                        Ok(r)
+                    }
+                    None => Err(not_found_path()),
+                }
+            }
+            "" | "/" => {
+                let paths = json!({"paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v2", "/openapi/v3", "/readyz", "/version"]});
+                Ok(http::json(StatusCode::OK, &paths))
+            }
+            _ if p.starts_with("/readyz/") || p.starts_with("/livez/") || p.starts_with("/healthz/") => {
+                Ok(http::text(StatusCode::OK, "ok"))
+            }
+            _ => Err(not_found_path()),
+        }
+    }
+
+    fn build_openapi_v3(&self) -> HashMap<String, Bytes> {
+        let res = self.resources();
+        let mut out = HashMap::new();
+        for (group, versions) in resources::groups() {
+            for v in versions {
+                if let Some(doc) = rkube_registry::openapi::v3_group_version(&res, group, v) {
+                    let path = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
+                    out.insert(path, to_bytes(&doc));
+                }
+            }
+        }
+        out
+    }
+
+    fn discovery_root(&self, parts: &Parts, core: bool) -> Result<Response<Body>, ApiError> {
+        if let Some(ver) = aggregated_version(parts) {
+            let docs = self.docs.aggregated.get_or_init(|| {
+                let res = self.resources();
+                let mut m = HashMap::new();
+                for v in ["v2", "v2beta1"] {
+                    for c in [true, false] {
+                        m.insert((c, v), to_bytes(&rkube_registry::discovery::aggregated(&res, c, v)));
+                    }
+                }
+                m
+            });
+            let body = docs.get(&(core, ver)).cloned().unwrap_or_default();
+            let mut r = http::json_bytes(StatusCode::OK, body);
+            let ct = format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList");
+            if let Ok(v) = HeaderValue::from_str(&ct) {
+                r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            return Ok(r);
+        }
+        let b = if core {
+            self.docs.core_versions.get_or_init(|| {
+                let addr = format!("{}:{}", self.settings.advertise_address, self.settings.secure_port);
+                to_bytes(&rkube_registry::discovery::api_versions(&addr))
+            })
+        } else {
+            self.docs.groups.get_or_init(|| to_bytes(&rkube_registry::discovery::api_group_list(&self.resources())))
+        };
+        Ok(http::json_bytes(StatusCode::OK, b.clone()))
+    }
+
+    fn group_doc(&self, group: &str) -> Result<Response<Body>, ApiError> {
+        let list = rkube_registry::discovery::api_group_list(&self.resources());
+        let found = list["groups"].as_array().and_then(|gs| gs.iter().find(|g| g["name"] == group)).cloned();
+        match found {
+            Some(mut g) => {
+                g["kind"] = json!("APIGroup");
+                g["apiVersion"] = json!("v1");
+                Ok(http::json(StatusCode::OK, &g))
+            }
+            None => Err(not_found_path()),
+        }
+    }
+
+    fn group_version_doc(&self, group: &str, version: &str) -> Result<Response<Body>, ApiError> {
+        let docs = self.docs.group_versions.get_or_init(|| {
+            let res = self.resources();
+            let mut m = HashMap::new();
+            for (g, versions) in resources::groups() {
+                for v in versions {
+                    if let Some(doc) = rkube_registry::discovery::api_resource_list(&res, g, v) {
+                        m.insert((g.to_string(), v.to_string()), to_bytes(&doc));
+                    }
+                }
+            }
+            m
+        });
+        match docs.get(&(group.to_string(), version.to_string())) {
+            Some(b) => Ok(http::json_bytes(StatusCode::OK, b.clone())),
+            None => Err(not_found_path()),
+        }
+    }
+
+    async fn resource(
+        self: Arc<Self>,
+        rp: ResourcePath,
+        parts: Parts,
+        body: Bytes,
+        user: User,
+    ) -> Result<Response<Body>, ApiError> {
+        let Some(info) = resources::lookup(&rp.group, &rp.version, &rp.resource) else {
+            return Err(not_found_path());
+        };
+        if !info.namespaced && rp.namespace.is_some() {
+            return Err(not_found_path());
+        }
+        let query = Query::parse(parts.uri.query());
+        let watch = query.watch()? || rp.legacy_watch;
+        let verb = Verb::from_request(&parts.method, rp.name.is_some(), watch).ok_or_else(|| {
+            ApiError::method_not_allowed("the server does not allow this method on the requested resource")
+        })?;
+        // A namespaced object is always addressed within its namespace.
+        if info.namespaced && rp.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
+            return Err(not_found_path());
+        }
+        let req = crate::rest::Req { info, path: rp, query, parts, body, user, verb };
+        if !info.verbs.contains(&verb.as_str()) && req.path.subresource.is_none() {
+            return Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource"));
+        }
+        crate::rest::dispatch(self, req).await
+    }
+}
+
+fn to_bytes(v: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// Paths anyone may read (upstream's `system:public-info-viewer`).
+fn is_public(path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    matches!(p, "/healthz" | "/livez" | "/readyz" | "/version")
+        || p.starts_with("/healthz/")
+        || p.starts_with("/livez/")
+        || p.starts_with("/readyz/")
+}
+
+pub(crate) fn not_found_path() -> ApiError {
+    ApiError::new(404, rkube_registry::Reason::NotFound, "the server could not find the requested resource")
+}
+
+fn accepts_only_protobuf(parts: &Parts) -> bool {
+    parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("protobuf") && !a.contains("json") && !a.contains("*/*"))
+}
+
+/// `v2` or `v2beta1` when the client asks for aggregated discovery.
+fn aggregated_version(parts: &Parts) -> Option<&'static str> {
+    let accept = parts.headers.get(header::ACCEPT)?.to_str().ok()?;
+    for range in accept.split(',') {
+        if range.contains("as=APIGroupDiscoveryList") && range.contains("g=apidiscovery.k8s.io") {
+            if range.contains("v=v2beta1") {
+                return Some("v2beta1");
+            }
+            if range.contains("v=v2") {
+                return Some("v2");
+            }
+        }
+    }
+    None
+}
+
+pub fn version_info() -> Value {
+    json!({
+        "major": "1",
+        "minor": VERSION_MINOR,
+        "emulationMajor": "1",
+        "emulationMinor": VERSION_MINOR,
+        "minCompatibilityMajor": "1",
+        "minCompatibilityMinor": "32",
+        "gitVersion": format!("v1.{VERSION_MINOR}.{VERSION_PATCH}+rkube.{}", env!("CARGO_PKG_VERSION")),
+        "gitCommit": "0000000000000000000000000000000000000000",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-27T00:00:00Z",
+        "goVersion": "rust",
+        "compiler": "rustc",
+        "platform": format!("{}/{}", std::env::consts::OS, match std::env::consts::ARCH { "x86_64" => "amd64", "aarch64" => "arm64", a => a }),
+    })
+}

@@ -1,0 +1,220 @@
+//! Subresources: `status` (every kind that has one), `scale` (deployments,
+//! replicasets, statefulsets, replicationcontrollers), `pods/binding` (and the
+//! `bindings` resource), `namespaces/finalize`.
+
+use crate::http::{self, Body};
+use crate::objects::{self, meta_str};
+use crate::request::Verb;
+use crate::rest::{Change, Req, decode_body, respond_object};
+use crate::server::{Server, not_found_path};
+use ::http::{Response, StatusCode};
+use rkube_registry::resources::ResourceInfo;
+use rkube_registry::selectors::LabelSelector;
+use rkube_registry::status::success_status;
+use rkube_registry::{ApiError, FieldError};
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, ApiError> {
+    let sub = req.path.subresource.clone().unwrap_or_default();
+    if !req.info.has_subresource(&sub) {
+        return Err(not_found_path());
+    }
+    let repr = http::negotiate(&req.parts.headers)?;
+    let dry = req.query.dry_run()?;
+    match (sub.as_str(), req.verb) {
+        ("status", Verb::Get) => {
+            let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
+            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+        }
+        ("status", Verb::Update | Verb::Patch) => {
+            let change = change_of(&req)?;
+            let obj = server.update_object(req.info, &req.path, req.ns(), req.name(), change, dry).await?;
+            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+        }
+        ("scale", Verb::Get) => {
+            let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
+            Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
+        }
+        ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req, dry).await,
+        ("binding", Verb::Create) => bind(&server, &req, req.name(), dry).await,
+        ("finalize", Verb::Update) => {
+            let body = decode_body(&req)?;
+            let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
+            let cur = server.get_object(req.info, &req.path, None, req.name(), &req.query).await?;
+            let mut new = cur.clone();
+            new["spec"]["finalizers"] = finalizers;
+            if let Some(rv) = meta_str(&body, "resourceVersion") {
+                objects::meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+            }
+            let obj = server.update_object(req.info, &req.path, None, req.name(), Change::Replace(new), dry).await?;
+            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+        }
+        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
+    }
+}
+
+fn change_of(req: &Req) -> Result<Change, ApiError> {
+    if req.verb == Verb::Update {
+        return Ok(Change::Replace(decode_body(req)?));
+    }
+    let ct = http::content_type(&req.parts.headers);
+    let body: Value = serde_json::from_slice(&req.body).map_err(|e| http::json_error(&e))?;
+    Ok(match ct.as_str() {
+        "application/json-patch+json" => Change::JsonPatch(body),
+        "application/merge-patch+json" => Change::MergePatch(body),
+        "application/strategic-merge-patch+json" => Change::StrategicMergePatch(body),
+        other => {
+            return Err(http::unsupported_media(
+                other,
+                &["application/json-patch+json", "application/merge-patch+json", "application/strategic-merge-patch+json"],
+            ));
+        }
+    })
+}
+
+/// The autoscaling/v1 Scale view of an object.
+fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
+    let mut meta = serde_json::Map::new();
+    for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
+        if let Some(v) = objects::meta(obj).and_then(|m| m.get(f)) {
+            meta.insert(f.into(), v.clone());
+        }
+    }
+    let selector = match obj.pointer("/spec/selector") {
+        Some(s) if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() => {
+            LabelSelector::from_label_selector(s).map(|l| l.to_query_string()).unwrap_or_default()
+        }
+        Some(Value::Object(m)) => LabelSelector::from_map(m).to_query_string(),
+        _ => String::new(),
+    };
+    let mut status = json!({ "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) });
+    if !selector.is_empty() {
+        status["selector"] = json!(selector);
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": meta,
+        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "status": status,
+    })
+}
+
+async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<Body>, ApiError> {
+    let cur = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
+    let scale = to_scale(req.info, &cur);
+    let new_scale = match change_of(req)? {
+        Change::Replace(v) => v,
+        Change::JsonPatch(p) => rkube_registry::patch::json_patch(&scale, &p)?,
+        Change::MergePatch(p) | Change::StrategicMergePatch(p) => rkube_registry::patch::merge_patch(&scale, &p)?,
+    };
+    let name = req.name();
+    let replicas = match new_scale.pointer("/spec/replicas") {
+        None => 0,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ApiError::invalid(
+                "autoscaling",
+                "Scale",
+                name,
+                &[FieldError::invalid("spec.replicas", v.clone(), "must be an integer")],
+            )
+        })?,
+    };
+    if replicas < 0 {
+        return Err(ApiError::invalid(
+            "autoscaling",
+            "Scale",
+            name,
+            &[FieldError::invalid("spec.replicas", json!(replicas), "must be greater than or equal to 0")],
+        ));
+    }
+    let mut new = cur.clone();
+    new["spec"]["replicas"] = json!(replicas);
+    match meta_str(&new_scale, "resourceVersion").filter(|s| !s.is_empty()) {
+        Some(rv) => {
+            let rv = rv.to_string();
+            objects::meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+        }
+        None => {
+            objects::meta_mut(&mut new).remove("resourceVersion");
+        }
+    }
+    let obj = server.update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), dry).await?;
+    Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
+}
+
+/// `pods/binding` and `bindings`: assign a pod to a node, once.
+pub async fn bind(server: &Server, req: &Req, pod_name: &str, dry: bool) -> Result<Response<Body>, ApiError> {
+    let body = decode_body(req)?;
+    let name = if pod_name.is_empty() { objects::name(&body).to_string() } else { pod_name.to_string() };
+    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
+    if node.is_empty() {
+        return Err(ApiError::invalid(
+            "",
+            "Binding",
+            &name,
+            &[FieldError::required("target.name", "")],
+        ));
+    }
+    let pods = rkube_registry::resources::lookup("", "v1", "pods").ok_or_else(not_found_path)?;
+    let cur = server.get_object(pods, &req.path, req.ns(), &name, &req.query).await?;
+    if objects::is_deleting(&cur) {
+        return Err(ApiError::conflict("", "pods/binding", &name, &format!("pod {name} is being deleted, cannot be assigned to a host")));
+    }
+    let assigned = cur.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
+    if !assigned.is_empty() {
+        return Err(ApiError::conflict(
+            "",
+            "pods/binding",
+            &name,
+            &format!("pod {name} is already assigned to node {assigned:?}"),
+        ));
+    }
+    let mut new = cur.clone();
+    new["spec"]["nodeName"] = json!(node);
+    if let Some(anns) = body.pointer("/metadata/annotations").and_then(Value::as_object) {
+        for (k, v) in anns {
+            new["metadata"]["annotations"][k] = v.clone();
+        }
+    }
+    let mut conds: Vec<Value> =
+        new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    conds.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
+    conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
+    new["status"]["conditions"] = json!(conds);
+    // spec.nodeName is otherwise immutable: write it through the status path
+    // (which keeps everything but status), then set nodeName directly.
+    let status_path = crate::request::ResourcePath { subresource: Some("status".into()), ..req.path.clone() };
+    let mut with_rv = new;
+    objects::meta_mut(&mut with_rv).insert("resourceVersion".into(), cur["metadata"]["resourceVersion"].clone());
+    server.bind_pod(pods, &status_path, req.ns(), &name, with_rv, dry).await?;
+    Ok(http::json(StatusCode::CREATED, &success_status(None)))
+}
+
+impl Server {
+    /// Store a bound pod: nodeName and the PodScheduled condition, with the
+    /// read version as precondition (a concurrent binding gets a conflict).
+    async fn bind_pod(
+        &self,
+        pods: &'static ResourceInfo,
+        _path: &crate::request::ResourcePath,
+        ns: Option<&str>,
+        name: &str,
+        new: Value,
+        dry: bool,
+    ) -> Result<(), ApiError> {
+        let key = objects::key(pods, ns, name);
+        let rv: i64 = meta_str(&new, "resourceVersion").and_then(|s| s.parse().ok()).unwrap_or(0);
+        if dry {
+            return Ok(());
+        }
+        let bytes = bytes::Bytes::from(objects::encode_for_storage(&new));
+        match self.store.update(&key, bytes, rv).await {
+            Ok(_) => Ok(()),
+            Err(rkube_storage::StoreError::Conflict { .. }) => Err(ApiError::stale("", "pods", name)),
+            Err(rkube_storage::StoreError::NotFound(_)) => Err(ApiError::not_found("", "pods", name)),
+            Err(e) => Err(crate::server::store_error(e)),
+        }
+    }
+}
