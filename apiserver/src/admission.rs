@@ -80,7 +80,10 @@ pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>)
         return 0;
     }
     requested
-        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+        .or_else(|| {
+            obj.pointer("/spec/terminationGracePeriodSeconds")
+                .and_then(Value::as_i64)
+        })
         .unwrap_or(30)
         .max(0)
 }
@@ -96,6 +99,9 @@ mod tests {
             qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})),
             "Guaranteed"
         );
-        assert_eq!(qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})), "Burstable");
+        assert_eq!(
+            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
+            "Burstable"
+        );
     }
 }

@@ -2,8 +2,8 @@
 //! request body with upstream's 3 MiB limit, decoding JSON/YAML, content
 //! negotiation (`as=Table`, `as=PartialObjectMetadata`) and error responses.
 
-use bytes::Bytes;
 use ::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
 use rkube_registry::ApiError;
 use serde_json::Value;
@@ -23,7 +23,8 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(bytes));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -34,7 +35,10 @@ pub fn json(status: StatusCode, v: &Value) -> Response<Body> {
 pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
     let mut r = Response::new(full(s));
     *r.status_mut() = status;
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -58,9 +62,9 @@ where
 {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY}")))
-        }
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(format!(
+            "Request entity too large: limit is {MAX_BODY}"
+        ))),
         Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
     }
 }
@@ -80,8 +84,7 @@ pub fn decode_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
         "application/yaml" | "application/x-yaml" | "text/yaml" => {
             let y: serde_yaml::Value = serde_yaml::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: yaml: {e}")))?;
-            serde_json::to_value(y)
-                .map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
+            serde_json::to_value(y).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
         }
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| json_error(&e))?,
         "application/vnd.kubernetes.protobuf" => {
@@ -138,7 +141,10 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
                 }
             }
         }
-        if !matches!(mt.as_str(), "application/json" | "*/*" | "application/*" | "application/yaml") {
+        if !matches!(
+            mt.as_str(),
+            "application/json" | "*/*" | "application/*" | "application/yaml"
+        ) {
             continue;
         }
         let version = match v {
@@ -155,7 +161,9 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
             _ => continue,
         }
     }
-    Err(ApiError::not_acceptable(format!("only the following media types are accepted: application/json, application/yaml; the request asked for {accept}")))
+    Err(ApiError::not_acceptable(format!(
+        "only the following media types are accepted: application/json, application/yaml; the request asked for {accept}"
+    )))
 }
 
 #[cfg(test)]
@@ -175,7 +183,10 @@ mod tests {
             Representation::Table("v1")
         );
         assert_eq!(accept("application/json").unwrap(), Representation::Object);
-        assert_eq!(accept("application/vnd.kubernetes.protobuf, */*").unwrap(), Representation::Object);
+        assert_eq!(
+            accept("application/vnd.kubernetes.protobuf, */*").unwrap(),
+            Representation::Object
+        );
         assert_eq!(accept("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
         assert_eq!(
             accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").unwrap(),

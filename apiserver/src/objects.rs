@@ -103,7 +103,9 @@ pub fn tracks_generation(info: &ResourceInfo) -> bool {
 
 /// Whether anything outside metadata and status differs (a "spec" change).
 pub fn spec_changed(new: &Value, old: &Value) -> bool {
-    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else { return new != old };
+    let (Some(n), Some(o)) = (new.as_object(), old.as_object()) else {
+        return new != old;
+    };
     let skip = |k: &String| k != "metadata" && k != "status";
     let nk: Vec<_> = n.iter().filter(|(k, _)| skip(k)).collect();
     let ok: Vec<_> = o.iter().filter(|(k, _)| skip(k)).collect();

@@ -15,8 +15,8 @@
 use crate::http::{Body, Representation};
 use crate::rest::{Req, Selectors, include_object, parse_rv, partial_metadata, to_served};
 use crate::server::{Server, store_error};
-use bytes::{BufMut, Bytes, BytesMut};
 use ::http::{HeaderValue, Response, StatusCode, header};
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 use rkube_registry::resources::ResourceInfo;
@@ -74,7 +74,16 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
         cache.list_and_watch(&prefix)
     } else {
         let after = parse_rv(&rv)?;
-        cache.watch(&prefix, after).map(|w| (Vec::new(), after, w))
+        // History the store has compacted away is gone, even if the cache still remembers it.
+        let compacted = server.store.compacted_revision().await.map_err(store_error)?;
+        if after < compacted {
+            Err(StoreError::Compacted {
+                requested: after,
+                compacted,
+            })
+        } else {
+            cache.watch(&prefix, after).map(|w| (Vec::new(), after, w))
+        }
     };
 
     let (tx, rx) = mpsc::channel::<Bytes>(256);
@@ -82,8 +91,10 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     let body = StreamBody::new(futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b))));
     let mut resp = Response::new(BodyExt::boxed(body));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
 
     let info = req.info;
     let table_opts = (include_object(q), repr);
@@ -91,8 +102,8 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
         Ok(s) => s,
         Err(e) => {
             let err = match e {
-                StoreError::Compacted { .. } => {
-                    ApiError::expired(format!("too old resource version: {rv} ({})", cache_oldest(&server)))
+                StoreError::Compacted { requested, compacted } => {
+                    ApiError::expired(format!("too old resource version: {requested} ({compacted})"))
                 }
                 other => store_error(other),
             };
@@ -105,7 +116,11 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     };
 
     tokio::spawn(async move {
-        let enc = Encoder { info, repr: table_opts.1, include: table_opts.0 };
+        let enc = Encoder {
+            info,
+            repr: table_opts.1,
+            include: table_opts.0,
+        };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         for obj in initial.iter().filter(|o| sel.matches(&o.object)) {
@@ -149,10 +164,6 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     Ok(resp)
 }
 
-fn cache_oldest(server: &Server) -> i64 {
-    server.cache.revision()
-}
-
 struct Encoder {
     info: &'static ResourceInfo,
     repr: Representation,
@@ -177,8 +188,7 @@ impl Encoder {
     }
 
     fn frame(&self, kind: &str, obj: &CachedObject) -> Bytes {
-        let same_version =
-            self.info.storage_group == self.info.group && self.info.storage_version == self.info.version;
+        let same_version = self.info.storage_group == self.info.group && self.info.storage_version == self.info.version;
         if self.repr == Representation::Object && same_version {
             let mut b = BytesMut::with_capacity(obj.json.len() + 32);
             b.put_slice(b"{\"type\":\"");
@@ -192,7 +202,13 @@ impl Encoder {
         let out = match self.repr {
             Representation::Object => served,
             Representation::Table(v) => {
-                let mut t = printers::table(self.info.group, self.info.resource, &[&served], self.include, chrono::Utc::now());
+                let mut t = printers::table(
+                    self.info.group,
+                    self.info.resource,
+                    &[&served],
+                    self.include,
+                    chrono::Utc::now(),
+                );
                 t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
                 t["metadata"] = json!({"resourceVersion": obj.mod_revision.to_string()});
                 t

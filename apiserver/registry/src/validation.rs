@@ -111,7 +111,12 @@ pub(crate) fn cluster_scoped(group: &str, resource: &str) -> Option<bool> {
 pub fn validate_create(group: &str, version: &str, kind: &str, resource: &str, obj: &Value) -> Vec<FieldError> {
     let _ = version;
     let mut errs = Vec::new();
-    meta::validate_object_meta(obj, name_rule(group, resource), cluster_scoped(group, resource), &mut errs);
+    meta::validate_object_meta(
+        obj,
+        name_rule(group, resource),
+        cluster_scoped(group, resource),
+        &mut errs,
+    );
     validate_kind(group, kind, obj, None, &mut errs);
     errs
 }
@@ -226,7 +231,11 @@ pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !DNS1123_SUBDOMAIN_RE.is_match(s) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+        errs.push(regex_error(
+            DNS1123_SUBDOMAIN_ERR,
+            DNS1123_SUBDOMAIN_FMT,
+            &["example.com"],
+        ));
     }
     errs
 }
@@ -241,7 +250,11 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
         if DNS1123_SUBDOMAIN_RE.is_match(s) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
+            errs.push(regex_error(
+                DNS1123_LABEL_ERR,
+                DNS1123_LABEL_FMT,
+                &["my-name", "123-abc"],
+            ));
         }
     }
     errs
@@ -254,7 +267,11 @@ pub fn is_dns1035_label(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !DNS1035_LABEL_RE.is_match(s) {
-        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
+        errs.push(regex_error(
+            DNS1035_LABEL_ERR,
+            DNS1035_LABEL_FMT,
+            &["my-name", "abc-123"],
+        ));
     }
     errs
 }
@@ -278,7 +295,11 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
         _ => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+                regex_error(
+                    QUALIFIED_NAME_ERR,
+                    QUALIFIED_NAME_FMT,
+                    &["MyName", "my.name", "123-abc"]
+                )
             ));
             return errs;
         }
@@ -291,7 +312,11 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
     if !QUALIFIED_NAME_RE.is_match(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+            regex_error(
+                QUALIFIED_NAME_ERR,
+                QUALIFIED_NAME_FMT,
+                &["MyName", "my.name", "123-abc"]
+            )
         ));
     }
     errs
@@ -304,7 +329,11 @@ pub fn is_valid_label_value(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !LABEL_VALUE_RE.is_match(s) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
+        errs.push(regex_error(
+            LABEL_VALUE_ERR,
+            LABEL_VALUE_FMT,
+            &["MyValue", "my_value", "12345"],
+        ));
     }
     errs
 }
@@ -316,7 +345,11 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !CONFIG_KEY_RE.is_match(s) {
-        errs.push(regex_error(CONFIG_KEY_ERR, CONFIG_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
+        errs.push(regex_error(
+            CONFIG_KEY_ERR,
+            CONFIG_KEY_FMT,
+            &["key.name", "KEY_NAME", "key-name"],
+        ));
     }
     if s == "." {
         errs.push("must not be '.'".to_string());
@@ -330,7 +363,11 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
 
 /// A port number 1..=65535.
 pub fn is_valid_port_num(p: i64) -> Vec<String> {
-    if (1..=65535).contains(&p) { Vec::new() } else { vec![inclusive_range_error(1, 65535)] }
+    if (1..=65535).contains(&p) {
+        Vec::new()
+    } else {
+        vec![inclusive_range_error(1, 65535)]
+    }
 }
 
 /// A named port (IANA service name): up to 15 of `[-a-z0-9]` with a letter, no `--`, no edge `-`.
@@ -339,7 +376,11 @@ pub fn is_valid_port_name(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    if s.is_empty()
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if !s.bytes().any(|b| b.is_ascii_lowercase()) {
@@ -356,7 +397,11 @@ pub fn is_valid_port_name(s: &str) -> Vec<String> {
 
 /// `25%`.
 pub fn is_valid_percent(s: &str) -> Vec<String> {
-    if PERCENT_RE.is_match(s) { Vec::new() } else { vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])] }
+    if PERCENT_RE.is_match(s) {
+        Vec::new()
+    } else {
+        vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])]
+    }
 }
 
 /// An IP address as upstream accepts it (no leading zeros, no zone).
@@ -399,7 +444,11 @@ fn path_segment_errors(name: &str, prefix: bool) -> Vec<String> {
             }
         }
     }
-    ["/", "%"].iter().filter(|c| name.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
+    ["/", "%"]
+        .iter()
+        .filter(|c| name.contains(**c))
+        .map(|c| format!("may not contain '{c}'"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -440,15 +489,21 @@ pub(crate) fn invalid_go(field: impl Into<String>, go_value: &str, detail: &str)
 
 /// `must be greater than or equal to 0` for an integer field that is negative.
 pub(crate) fn nonnegative(v: &Value, keys: &[&str], field: &str, errs: &mut Vec<FieldError>) {
-    if let Some(n) = int_at(v, keys) {
-        if n < 0 {
-            errs.push(FieldError::invalid(field, Value::from(n), IS_NEGATIVE));
-        }
+    if let Some(n) = int_at(v, keys)
+        && n < 0
+    {
+        errs.push(FieldError::invalid(field, Value::from(n), IS_NEGATIVE));
     }
 }
 
 /// Required / NotSupported check of an enum string field.
-pub(crate) fn enum_field(v: Option<&Value>, field: &str, supported: &[&str], required: bool, errs: &mut Vec<FieldError>) {
+pub(crate) fn enum_field(
+    v: Option<&Value>,
+    field: &str,
+    supported: &[&str],
+    required: bool,
+    errs: &mut Vec<FieldError>,
+) {
     match v.and_then(Value::as_str) {
         None | Some("") => {
             if required {
@@ -470,8 +525,10 @@ pub(crate) fn go_string_map(v: Option<&Value>) -> String {
     match v.and_then(Value::as_object) {
         None => "map[string]string(nil)".to_string(),
         Some(m) => {
-            let items: Vec<String> =
-                m.iter().map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or("")))).collect();
+            let items: Vec<String> = m
+                .iter()
+                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or(""))))
+                .collect();
             format!("map[string]string{{{}}}", items.join(", "))
         }
     }
@@ -510,7 +567,11 @@ pub(crate) fn go_label_selector(v: Option<&Value>) -> String {
             format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
         }
     };
-    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", go_string_map(sel.get("matchLabels")), exprs)
+    format!(
+        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
+        go_string_map(sel.get("matchLabels")),
+        exprs
+    )
 }
 
 /// Go's `%#v` of an `intstr.IntOrString`.
@@ -560,7 +621,11 @@ pub(crate) fn validate_label_selector(sel: &Value, field: &str, errs: &mut Vec<F
                     ));
                 }
             }
-            op => errs.push(FieldError::invalid(format!("{p}.operator"), Value::from(op), "not a valid selector operator")),
+            op => errs.push(FieldError::invalid(
+                format!("{p}.operator"),
+                Value::from(op),
+                "not a valid selector operator",
+            )),
         }
         let key = str_at(req, &["key"]);
         for m in is_qualified_name(key) {
@@ -612,10 +677,8 @@ pub(crate) fn validate_positive_int_or_percent(v: Option<&Value>, field: &str, e
                 errs.push(invalid_go(field, &go_int_or_string(v), &m));
             }
         }
-        Some(Value::Number(n)) => {
-            if n.as_i64().is_some_and(|n| n < 0) {
-                errs.push(FieldError::invalid(field, Value::Number(n.clone()), IS_NEGATIVE));
-            }
+        Some(Value::Number(n)) if n.as_i64().is_some_and(|n| n < 0) => {
+            errs.push(FieldError::invalid(field, Value::Number(n.clone()), IS_NEGATIVE));
         }
         _ => {}
     }
@@ -659,7 +722,9 @@ mod tests {
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(
             text,
-            vec!["metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"]
+            vec![
+                "metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')"
+            ]
         );
     }
 
@@ -670,7 +735,9 @@ mod tests {
         assert_eq!(is_dns1123_label("a.b"), vec!["must not contain dots".to_string()]);
         assert_eq!(
             is_dns1123_label("A"),
-            vec!["a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"]
+            vec![
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ]
         );
         assert_eq!(
             is_dns1035_label("1abc"),
@@ -678,15 +745,27 @@ mod tests {
         );
         assert!(is_qualified_name("example.com/MyName").is_empty());
         assert!(is_qualified_name("app.kubernetes.io/name").is_empty());
-        assert_eq!(is_qualified_name("/x"), vec!["prefix part must be non-empty".to_string()]);
+        assert_eq!(
+            is_qualified_name("/x"),
+            vec!["prefix part must be non-empty".to_string()]
+        );
         assert_eq!(is_qualified_name("a/b/c").len(), 1);
         assert!(is_valid_label_value("").is_empty());
         assert!(!is_valid_label_value("-x").is_empty());
-        assert_eq!(is_valid_label_value(&"a".repeat(64))[0], "must be no more than 63 characters");
+        assert_eq!(
+            is_valid_label_value(&"a".repeat(64))[0],
+            "must be no more than 63 characters"
+        );
         assert!(is_config_map_key("..x").contains(&"must not start with '..'".to_string()));
         assert!(is_valid_port_name("http").is_empty());
-        assert_eq!(is_valid_port_name("80"), vec!["must contain at least one letter (a-z)".to_string()]);
-        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive".to_string()]);
+        assert_eq!(
+            is_valid_port_name("80"),
+            vec!["must contain at least one letter (a-z)".to_string()]
+        );
+        assert_eq!(
+            is_valid_port_num(0),
+            vec!["must be between 1 and 65535, inclusive".to_string()]
+        );
     }
 
     #[test]
@@ -706,8 +785,14 @@ mod tests {
         assert_eq!(name_rule("", "namespaces"), NameRule::Label);
         assert_eq!(name_rule("", "services"), NameRule::Dns1035Label);
         assert_eq!(name_rule("rbac.authorization.k8s.io", "roles"), NameRule::PathSegment);
-        assert_eq!(name_errors(NameRule::PathSegment, "system:controller:x", false), Vec::<String>::new());
-        assert_eq!(name_errors(NameRule::PathSegment, "a/b", false), vec!["may not contain '/'".to_string()]);
+        assert_eq!(
+            name_errors(NameRule::PathSegment, "system:controller:x", false),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            name_errors(NameRule::PathSegment, "a/b", false),
+            vec!["may not contain '/'".to_string()]
+        );
         assert!(name_errors(NameRule::Subdomain, "web-", true).is_empty());
         assert!(!name_errors(NameRule::Subdomain, "web-", false).is_empty());
     }

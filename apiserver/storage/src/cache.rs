@@ -137,7 +137,14 @@ fn build_object(key: &str, mut value: Value, create_revision: Revision, mod_revi
     })
 }
 
+/// Keys outside this prefix (allocations, the compactor's key) only move the
+/// cache's revision forward; they are never objects.
+pub const OBJECT_PREFIX: &str = "/registry/";
+
 fn parse_kv(kv: &KeyValue) -> Option<Arc<CachedObject>> {
+    if !kv.key.starts_with(OBJECT_PREFIX) {
+        return None;
+    }
     match serde_json::from_slice::<Value>(&kv.value) {
         Ok(v) => Some(build_object(&kv.key, v, kv.create_revision, kv.mod_revision)),
         Err(e) => {
@@ -260,11 +267,12 @@ impl Shared {
         let mut events = Vec::new();
         for kv in &kvs {
             let old = st.objects.get(&kv.key).cloned();
-            if let Some(o) = &old {
-                if o.mod_revision == kv.mod_revision && o.create_revision == kv.create_revision {
-                    fresh.insert(kv.key.clone(), o.clone());
-                    continue;
-                }
+            if let Some(o) = &old
+                && o.mod_revision == kv.mod_revision
+                && o.create_revision == kv.create_revision
+            {
+                fresh.insert(kv.key.clone(), o.clone());
+                continue;
             }
             if let Some(obj) = parse_kv(kv) {
                 let kind = if old.is_some() {

@@ -20,7 +20,11 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
             nonnegative(spec, &["revisionHistoryLimit"], "spec.revisionHistoryLimit", errs);
             if let Some(pds) = int_at(spec, &["progressDeadlineSeconds"]) {
                 if pds < 0 {
-                    errs.push(FieldError::invalid("spec.progressDeadlineSeconds", Value::from(pds), super::IS_NEGATIVE));
+                    errs.push(FieldError::invalid(
+                        "spec.progressDeadlineSeconds",
+                        Value::from(pds),
+                        super::IS_NEGATIVE,
+                    ));
                 }
                 if pds <= int_at(spec, &["minReadySeconds"]).unwrap_or(0) {
                     errs.push(FieldError::invalid(
@@ -49,15 +53,17 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
     if let Some(old) = old {
         let ospec = old.get("spec").unwrap_or(&Value::Null);
         match kind {
-            "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet" => {
-                if at(spec, &["selector"]) != at(ospec, &["selector"]) {
-                    errs.push(invalid_go("spec.selector", &go_label_selector(at(spec, &["selector"])), IMMUTABLE));
-                }
+            "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
+                if at(spec, &["selector"]) != at(ospec, &["selector"]) =>
+            {
+                errs.push(invalid_go(
+                    "spec.selector",
+                    &go_label_selector(at(spec, &["selector"])),
+                    IMMUTABLE,
+                ));
             }
-            "ControllerRevision" => {
-                if at(obj, &["data"]) != at(old, &["data"]) {
-                    errs.push(FieldError::invalid("data", Value::Null, IMMUTABLE));
-                }
+            "ControllerRevision" if at(obj, &["data"]) != at(old, &["data"]) => {
+                errs.push(FieldError::invalid("data", Value::Null, IMMUTABLE));
             }
             _ => {}
         }
@@ -104,7 +110,11 @@ fn workload_common(spec: &Value, what: &str, has_replicas: bool, errs: &mut Vec<
     validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" && ["Always", "OnFailure", "Never"].contains(&rp) {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            Value::from(rp),
+            &["Always"],
+        ));
     }
     if at(tmpl, &["spec", "activeDeadlineSeconds"]).is_some() {
         let label = match what {
@@ -152,9 +162,11 @@ fn validate_deployment_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
                 not_more_than_100_percent(mu, &format!("{p}.maxUnavailable"), errs);
             }
         },
-        other => {
-            errs.push(FieldError::not_supported("spec.strategy.type", Value::from(other), &["Recreate", "RollingUpdate"]))
-        }
+        other => errs.push(FieldError::not_supported(
+            "spec.strategy.type",
+            Value::from(other),
+            &["Recreate", "RollingUpdate"],
+        )),
     }
 }
 
@@ -182,7 +194,10 @@ fn validate_daemonset_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
                     "may not be set when maxUnavailable is non-zero",
                 ));
             } else if !has_unavailable && !has_surge {
-                errs.push(FieldError::required(format!("{p}.maxUnavailable"), "cannot be 0 when maxSurge is 0"));
+                errs.push(FieldError::required(
+                    format!("{p}.maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                ));
             }
         }
         other => errs.push(FieldError::not_supported(
@@ -298,7 +313,13 @@ pub(super) fn validate_deployment_status(status: &Value, errs: &mut Vec<FieldErr
 
 /// Counts shared by ReplicaSet, StatefulSet, ReplicationController and Deployment status.
 pub(super) fn validate_replicas_status(status: &Value, errs: &mut Vec<FieldError>) {
-    for key in ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"] {
+    for key in [
+        "replicas",
+        "fullyLabeledReplicas",
+        "readyReplicas",
+        "availableReplicas",
+        "observedGeneration",
+    ] {
         nonnegative(status, &[key], &format!("status.{key}"), errs);
     }
     let replicas = int_at(status, &["replicas"]).unwrap_or(0);
@@ -312,7 +333,11 @@ pub(super) fn validate_replicas_status(status: &Value, errs: &mut Vec<FieldError
         ));
     }
     if ready > replicas {
-        errs.push(FieldError::invalid("status.readyReplicas", Value::from(ready), "cannot be greater than status.replicas"));
+        errs.push(FieldError::invalid(
+            "status.readyReplicas",
+            Value::from(ready),
+            "cannot be greater than status.replicas",
+        ));
     }
     if available > replicas {
         errs.push(FieldError::invalid(
@@ -378,7 +403,9 @@ mod tests {
         d["spec"]["template"]["metadata"]["labels"] = json!({"app":"other"});
         assert_eq!(
             run("Deployment", &d, None),
-            vec!["spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"]
+            vec![
+                "spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+            ]
         );
     }
 
@@ -390,7 +417,9 @@ mod tests {
         new["spec"]["template"]["metadata"]["labels"] = json!({"app":"web2"});
         assert_eq!(
             run("Deployment", &new, Some(&old)),
-            vec!["spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"]
+            vec![
+                "spec.selector: Invalid value: v1.LabelSelector{MatchLabels:map[string]string{\"app\":\"web2\"}, MatchExpressions:[]v1.LabelSelectorRequirement(nil)}: field is immutable"
+            ]
         );
     }
 

@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use super::pod::{validate_pod, validate_pod_template, validate_port_num_or_name};
 use super::{
-    IS_NEGATIVE, arr_at, at, enum_field, go_quote, go_string_map, int_at, invalid_go, is_config_map_key,
-    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at,
-    str_at, validate_labels,
+    arr_at, at, enum_field, go_quote, go_string_map, int_at, invalid_go, is_config_map_key, is_dns1123_label,
+    is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at, str_at,
+    validate_labels,
 };
 use crate::quantity::parse_quantity_value;
 use crate::status::FieldError;
@@ -54,7 +54,11 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
                 let trimmed = name.strip_suffix('.').unwrap_or(name);
                 let msgs = is_dns1123_subdomain(trimmed);
                 if !msgs.is_empty() {
-                    errs.push(FieldError::invalid("spec.externalName", Value::from(trimmed), msgs.join(",")));
+                    errs.push(FieldError::invalid(
+                        "spec.externalName",
+                        Value::from(trimmed),
+                        msgs.join(","),
+                    ));
                 } else if !trimmed.contains('.') {
                     errs.push(FieldError::invalid(
                         "spec.externalName",
@@ -94,11 +98,17 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
         for m in is_valid_port_num(port) {
             errs.push(FieldError::invalid(format!("{pp}.port"), Value::from(port), m));
         }
-        enum_field(p.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
-        if let Some(tp) = at(p, &["targetPort"]) {
-            if !headless || tp != &Value::from(0) {
-                validate_port_num_or_name(tp, &format!("{pp}.targetPort"), errs);
-            }
+        enum_field(
+            p.get("protocol"),
+            &format!("{pp}.protocol"),
+            &["SCTP", "TCP", "UDP"],
+            true,
+            errs,
+        );
+        if let Some(tp) = at(p, &["targetPort"])
+            && (!headless || tp != &Value::from(0))
+        {
+            validate_port_num_or_name(tp, &format!("{pp}.targetPort"), errs);
         }
         let proto = str_at(p, &["protocol"]);
         if !keys.insert((proto.to_string(), port)) {
@@ -106,7 +116,12 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
                 "core.ServicePort{{Name:\"\", Protocol:{}, AppProtocol:(*string)(nil), Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
                 go_quote(proto)
             );
-            errs.push(FieldError::new(crate::status::FieldErrorType::Duplicate, pp.clone(), None, go));
+            errs.push(FieldError::new(
+                crate::status::FieldErrorType::Duplicate,
+                pp.clone(),
+                None,
+                go,
+            ));
         }
         if let Some(np) = int_at(p, &["nodePort"]).filter(|n| *n != 0) {
             if ty == "ClusterIP" || ty == "ExternalName" {
@@ -137,23 +152,34 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
             errs.push(FieldError::invalid(format!("spec.clusterIPs[{i}]"), Value::from(ip), m));
         }
     }
-    if let Some(first) = arr_at(spec, &["clusterIPs"]).first().and_then(Value::as_str) {
-        if !cip.is_empty() && first != cip {
-            errs.push(FieldError::invalid(
-                "spec.clusterIPs[0]",
-                Value::from(first),
-                "must match `clusterIP` when set",
-            ));
-        }
+    if let Some(first) = arr_at(spec, &["clusterIPs"]).first().and_then(Value::as_str)
+        && !cip.is_empty()
+        && first != cip
+    {
+        errs.push(FieldError::invalid(
+            "spec.clusterIPs[0]",
+            Value::from(first),
+            "must match `clusterIP` when set",
+        ));
     }
     for (i, ip) in arr_at(spec, &["externalIPs"]).iter().enumerate() {
         let ip = ip.as_str().unwrap_or("");
         for m in is_valid_ip(ip) {
-            errs.push(FieldError::invalid(format!("spec.externalIPs[{i}]"), Value::from(ip), m));
+            errs.push(FieldError::invalid(
+                format!("spec.externalIPs[{i}]"),
+                Value::from(ip),
+                m,
+            ));
         }
     }
     validate_labels(spec.get("selector"), "spec.selector", errs);
-    enum_field(spec.get("sessionAffinity"), "spec.sessionAffinity", &["ClientIP", "None"], ty != "ExternalName", errs);
+    enum_field(
+        spec.get("sessionAffinity"),
+        "spec.sessionAffinity",
+        &["ClientIP", "None"],
+        ty != "ExternalName",
+        errs,
+    );
     let external = ty == "NodePort" || ty == "LoadBalancer" || !arr_at(spec, &["externalIPs"]).is_empty();
     let etp = spec.get("externalTrafficPolicy");
     if external {
@@ -166,7 +192,13 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
         ));
     }
     if ty != "ExternalName" {
-        enum_field(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", &["Cluster", "Local"], false, errs);
+        enum_field(
+            spec.get("internalTrafficPolicy"),
+            "spec.internalTrafficPolicy",
+            &["Cluster", "Local"],
+            false,
+            errs,
+        );
     }
     enum_field(
         spec.get("ipFamilyPolicy"),
@@ -197,7 +229,11 @@ pub(super) fn validate_service_status(status: &Value, errs: &mut Vec<FieldError>
         let ip = str_at(ing, &["ip"]);
         if !ip.is_empty() {
             for m in is_valid_ip(ip) {
-                errs.push(FieldError::invalid(format!("status.loadBalancer.ingress[{i}].ip"), Value::from(ip), m));
+                errs.push(FieldError::invalid(
+                    format!("status.loadBalancer.ingress[{i}].ip"),
+                    Value::from(ip),
+                    m,
+                ));
             }
         }
     }
@@ -207,8 +243,9 @@ pub(super) fn validate_service_status(status: &Value, errs: &mut Vec<FieldError>
 
 fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let mut total = 0usize;
-    let binary_keys: HashSet<&str> =
-        obj_at(obj, &["binaryData"]).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
+    let binary_keys: HashSet<&str> = obj_at(obj, &["binaryData"])
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
     if let Some(data) = obj_at(obj, &["data"]) {
         for (k, v) in data {
             for m in is_config_map_key(k) {
@@ -227,7 +264,11 @@ fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     if let Some(data) = obj_at(obj, &["binaryData"]) {
         for (k, v) in data {
             for m in is_config_map_key(k) {
-                errs.push(FieldError::invalid(format!("binaryData[{k}]"), Value::from(k.as_str()), m));
+                errs.push(FieldError::invalid(
+                    format!("binaryData[{k}]"),
+                    Value::from(k.as_str()),
+                    m,
+                ));
             }
             total += decoded_len(v.as_str().unwrap_or(""));
         }
@@ -246,7 +287,10 @@ fn immutable_data(new: &Value, old: &Value, keys: &[&str], errs: &mut Vec<FieldE
         return;
     }
     if new.get("immutable").and_then(Value::as_bool) != Some(true) {
-        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
+        errs.push(FieldError::forbidden(
+            "immutable",
+            "field is immutable when `immutable` is set",
+        ));
     }
     for k in keys {
         let empty = |v: Option<&Value>| v.is_none_or(|v| v.as_object().is_some_and(|m| m.is_empty()));
@@ -279,10 +323,13 @@ fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>)
     }
     let has = |k: &str| data.is_some_and(|d| d.contains_key(k));
     match str_at(obj, &["type"]) {
-        "kubernetes.io/service-account-token" => {
-            if str_at(obj, &["metadata", "annotations", "kubernetes.io/service-account.name"]).is_empty() {
-                errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
-            }
+        "kubernetes.io/service-account-token"
+            if str_at(obj, &["metadata", "annotations", "kubernetes.io/service-account.name"]).is_empty() =>
+        {
+            errs.push(FieldError::required(
+                "metadata.annotations[kubernetes.io/service-account.name]",
+                "",
+            ));
         }
         "kubernetes.io/dockercfg" if !has(".dockercfg") => errs.push(FieldError::required("data[.dockercfg]", "")),
         "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
@@ -339,7 +386,13 @@ fn validate_node(obj: &Value, errs: &mut Vec<FieldError>) {
         for m in is_qualified_name(key) {
             errs.push(FieldError::invalid(format!("{tp}.key"), Value::from(key), m));
         }
-        enum_field(t.get("effect"), &format!("{tp}.effect"), &["NoExecute", "NoSchedule", "PreferNoSchedule"], true, errs);
+        enum_field(
+            t.get("effect"),
+            &format!("{tp}.effect"),
+            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+            true,
+            errs,
+        );
     }
     let cidr = str_at(obj, &["spec", "podCIDR"]);
     if !cidr.is_empty() && !is_cidr(cidr) {
@@ -369,12 +422,19 @@ const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce"
 fn validate_access_modes(spec: &Value, errs: &mut Vec<FieldError>) {
     let modes = arr_at(spec, &["accessModes"]);
     if modes.is_empty() {
-        errs.push(FieldError::required("spec.accessModes", "at least 1 access mode is required"));
+        errs.push(FieldError::required(
+            "spec.accessModes",
+            "at least 1 access mode is required",
+        ));
     }
     for m in modes {
         let s = m.as_str().unwrap_or("");
         if !ACCESS_MODES.contains(&s) {
-            errs.push(FieldError::not_supported("spec.accessModes", Value::from(s), ACCESS_MODES));
+            errs.push(FieldError::not_supported(
+                "spec.accessModes",
+                Value::from(s),
+                ACCESS_MODES,
+            ));
         }
     }
 }
@@ -398,7 +458,13 @@ fn validate_pvc(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             Some(_) => {}
         },
     }
-    enum_field(spec.get("volumeMode"), "spec.volumeMode", &["Block", "Filesystem"], false, errs);
+    enum_field(
+        spec.get("volumeMode"),
+        "spec.volumeMode",
+        &["Block", "Filesystem"],
+        false,
+        errs,
+    );
     if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
         super::validate_label_selector(sel, "spec.selector", errs);
     }
@@ -417,7 +483,11 @@ fn validate_pvc(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             s
         };
         // Binding may set volumeName once.
-        let carry = if str_at(ospec, &["volumeName"]).is_empty() { spec.get("volumeName") } else { None };
+        let carry = if str_at(ospec, &["volumeName"]).is_empty() {
+            spec.get("volumeName")
+        } else {
+            None
+        };
         if strip(spec, None) != strip(ospec, carry) {
             errs.push(FieldError::forbidden(
                 "spec",
@@ -468,7 +538,13 @@ fn validate_pv(obj: &Value, errs: &mut Vec<FieldError>) {
         false,
         errs,
     );
-    enum_field(spec.get("volumeMode"), "spec.volumeMode", &["Block", "Filesystem"], false, errs);
+    enum_field(
+        spec.get("volumeMode"),
+        "spec.volumeMode",
+        &["Block", "Filesystem"],
+        false,
+        errs,
+    );
 }
 
 // ---- Endpoints / ReplicationController ------------------------------------------------------
@@ -479,7 +555,11 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
             for (j, a) in arr_at(subset, &[key]).iter().enumerate() {
                 let ip = str_at(a, &["ip"]);
                 for m in is_valid_ip(ip) {
-                    errs.push(FieldError::invalid(format!("subsets[{i}].{key}[{j}].ip"), Value::from(ip), m));
+                    errs.push(FieldError::invalid(
+                        format!("subsets[{i}].{key}[{j}].ip"),
+                        Value::from(ip),
+                        m,
+                    ));
                 }
             }
         }
@@ -498,7 +578,13 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
             for m in is_valid_port_num(port) {
                 errs.push(FieldError::invalid(format!("{pp}.port"), Value::from(port), m));
             }
-            enum_field(p.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
+            enum_field(
+                p.get("protocol"),
+                &format!("{pp}.protocol"),
+                &["SCTP", "TCP", "UDP"],
+                true,
+                errs,
+            );
         }
     }
 }
@@ -530,9 +616,12 @@ fn validate_rc(obj: &Value, errs: &mut Vec<FieldError>) {
     validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" {
-        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));
+        errs.push(FieldError::not_supported(
+            "spec.template.spec.restartPolicy",
+            Value::from(rp),
+            &["Always"],
+        ));
     }
-    let _ = IS_NEGATIVE;
 }
 
 #[cfg(test)]
@@ -553,7 +642,10 @@ mod tests {
     #[test]
     fn service_ports_required_unless_headless() {
         let base = json!({"type":"ClusterIP","sessionAffinity":"None","internalTrafficPolicy":"Cluster"});
-        assert_eq!(run("Service", svc(base.clone()), None), vec!["spec.ports: Required value"]);
+        assert_eq!(
+            run("Service", svc(base.clone()), None),
+            vec!["spec.ports: Required value"]
+        );
         let mut headless = base.clone();
         headless["clusterIP"] = json!("None");
         assert!(run("Service", svc(headless), None).is_empty());
@@ -575,8 +667,10 @@ mod tests {
 
     #[test]
     fn cluster_ip_may_not_change() {
-        let old = svc(json!({"type":"ClusterIP","sessionAffinity":"None","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5"],
-            "ports":[{"port":80,"protocol":"TCP","targetPort":80}]}));
+        let old = svc(
+            json!({"type":"ClusterIP","sessionAffinity":"None","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5"],
+            "ports":[{"port":80,"protocol":"TCP","targetPort":80}]}),
+        );
         let mut new = old.clone();
         new["spec"]["clusterIP"] = json!("10.96.0.6");
         new["spec"]["clusterIPs"] = json!(["10.96.0.6"]);
@@ -592,7 +686,10 @@ mod tests {
         assert_eq!(run("ConfigMap", cm, None).len(), 1);
         let old = json!({"immutable":true,"data":{"a":"1"}});
         let new = json!({"immutable":true,"data":{"a":"2"}});
-        assert_eq!(run("ConfigMap", new, Some(old)), vec!["data: Forbidden: field is immutable when `immutable` is set"]);
+        assert_eq!(
+            run("ConfigMap", new, Some(old)),
+            vec!["data: Forbidden: field is immutable when `immutable` is set"]
+        );
     }
 
     #[test]
@@ -604,7 +701,10 @@ mod tests {
     #[test]
     fn pvc_needs_storage_and_is_immutable() {
         let pvc = json!({"spec":{"accessModes":["ReadWriteOnce"]}});
-        assert_eq!(run("PersistentVolumeClaim", pvc, None), vec!["spec.resources[storage]: Required value"]);
+        assert_eq!(
+            run("PersistentVolumeClaim", pvc, None),
+            vec!["spec.resources[storage]: Required value"]
+        );
         let old = json!({"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}});
         let mut new = old.clone();
         new["spec"]["resources"]["requests"]["storage"] = json!("2Gi");

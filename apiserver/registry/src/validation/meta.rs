@@ -24,7 +24,10 @@ pub(super) fn validate_object_meta(obj: &Value, rule: NameRule, cluster: Option<
     let name = str_at(m, &["name"]);
     if name.is_empty() {
         if rule != NameRule::None {
-            errs.push(FieldError::required("metadata.name", "name or generateName is required"));
+            errs.push(FieldError::required(
+                "metadata.name",
+                "name or generateName is required",
+            ));
         }
     } else {
         for msg in name_errors(rule, name, false) {
@@ -34,7 +37,9 @@ pub(super) fn validate_object_meta(obj: &Value, rule: NameRule, cluster: Option<
     let ns = str_at(m, &["namespace"]);
     match cluster {
         Some(false) if ns.is_empty() => errs.push(FieldError::required("metadata.namespace", "")),
-        Some(true) if !ns.is_empty() => errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type")),
+        Some(true) if !ns.is_empty() => {
+            errs.push(FieldError::forbidden("metadata.namespace", "not allowed on this type"))
+        }
         _ if !ns.is_empty() => {
             for msg in is_dns1123_label(ns) {
                 errs.push(FieldError::invalid("metadata.namespace", Value::from(ns), msg));
@@ -42,10 +47,10 @@ pub(super) fn validate_object_meta(obj: &Value, rule: NameRule, cluster: Option<
         }
         _ => {}
     }
-    if let Some(g) = int_at(m, &["generation"]) {
-        if g < 0 {
-            errs.push(FieldError::invalid("metadata.generation", Value::from(g), IS_NEGATIVE));
-        }
+    if let Some(g) = int_at(m, &["generation"])
+        && g < 0
+    {
+        errs.push(FieldError::invalid("metadata.generation", Value::from(g), IS_NEGATIVE));
     }
     validate_common(m, errs);
     validate_finalizers(m, errs);
@@ -93,16 +98,32 @@ fn validate_owner_references(m: &Value, errs: &mut Vec<FieldError>) {
             ));
         }
         if kind.is_empty() {
-            errs.push(FieldError::invalid(format!("{field}.kind"), Value::from(kind), "kind must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{field}.kind"),
+                Value::from(kind),
+                "kind must not be empty",
+            ));
         }
         if str_at(r, &["name"]).is_empty() {
-            errs.push(FieldError::invalid(format!("{field}.name"), Value::from(""), "name must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{field}.name"),
+                Value::from(""),
+                "name must not be empty",
+            ));
         }
         if str_at(r, &["uid"]).is_empty() {
-            errs.push(FieldError::invalid(format!("{field}.uid"), Value::from(""), "uid must not be empty"));
+            errs.push(FieldError::invalid(
+                format!("{field}.uid"),
+                Value::from(""),
+                "uid must not be empty",
+            ));
         }
         if api_version == "v1" && kind == "Event" {
-            errs.push(FieldError::invalid(field, r.clone(), "/v1, Kind=Event is disallowed from being an owner"));
+            errs.push(FieldError::invalid(
+                field,
+                r.clone(),
+                "/v1, Kind=Event is disallowed from being an owner",
+            ));
         }
         if r.get("controller").and_then(Value::as_bool) == Some(true) {
             let cur = format!("{kind}/{}", str_at(r, &["name"]));
@@ -144,8 +165,13 @@ pub(super) fn validate_object_meta_update(new: &Value, old: &Value, errs: &mut V
     let nm = new.get("metadata").unwrap_or(&Value::Null);
     let om = old.get("metadata").unwrap_or(&Value::Null);
     if at(om, &["deletionTimestamp"]).is_some() {
-        let old_f: Vec<&str> =
-            om.get("finalizers").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+        let old_f: Vec<&str> = om
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         let mut extra: Vec<&str> = nm
             .get("finalizers")
             .and_then(Value::as_array)
@@ -168,13 +194,31 @@ pub(super) fn validate_object_meta_update(new: &Value, old: &Value, errs: &mut V
         }
     }
     if str_at(nm, &["resourceVersion"]).is_empty() {
-        errs.push(FieldError::invalid("metadata.resourceVersion", Value::from(""), "must be specified for an update"));
+        errs.push(FieldError::invalid(
+            "metadata.resourceVersion",
+            Value::from(""),
+            "must be specified for an update",
+        ));
     }
-    let (ng, og) = (int_at(nm, &["generation"]).unwrap_or(0), int_at(om, &["generation"]).unwrap_or(0));
+    let (ng, og) = (
+        int_at(nm, &["generation"]).unwrap_or(0),
+        int_at(om, &["generation"]).unwrap_or(0),
+    );
     if ng < og {
-        errs.push(FieldError::invalid("metadata.generation", Value::from(ng), "must not be decremented"));
+        errs.push(FieldError::invalid(
+            "metadata.generation",
+            Value::from(ng),
+            "must not be decremented",
+        ));
     }
-    for key in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
+    for key in [
+        "name",
+        "namespace",
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+    ] {
         let (a, b) = (at(nm, &[key]), at(om, &[key]));
         let empty_str = |v: Option<&Value>| v.is_none() || v == Some(&Value::from(""));
         if a != b && !(empty_str(a) && empty_str(b)) {
@@ -210,12 +254,22 @@ mod tests {
             ]
         );
         assert_eq!(
-            create(json!({"metadata":{"name":"n","namespace":"x"}}), NameRule::Subdomain, Some(true)),
+            create(
+                json!({"metadata":{"name":"n","namespace":"x"}}),
+                NameRule::Subdomain,
+                Some(true)
+            ),
             vec!["metadata.namespace: Forbidden: not allowed on this type"]
         );
-        assert!(create(json!({"metadata":{"generateName":"web-","namespace":"d"}}), NameRule::Subdomain, Some(false))
+        assert!(
+            create(
+                json!({"metadata":{"generateName":"web-","namespace":"d"}}),
+                NameRule::Subdomain,
+                Some(false)
+            )
             .iter()
-            .all(|e| !e.starts_with("metadata.generateName")));
+            .all(|e| !e.starts_with("metadata.generateName"))
+        );
     }
 
     #[test]
@@ -228,7 +282,10 @@ mod tests {
             NameRule::Subdomain,
             None,
         );
-        assert_eq!(errs[0], "metadata.annotations: Too long: may not be more than 262144 bytes");
+        assert_eq!(
+            errs[0],
+            "metadata.annotations: Too long: may not be more than 262144 bytes"
+        );
         assert!(errs[1].ends_with(
             "Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/r and ReplicaSet/s"
         ));
@@ -241,6 +298,9 @@ mod tests {
         let mut errs = Vec::new();
         validate_object_meta_update(&new, &old, &mut errs);
         assert_eq!(errs.len(), 1);
-        assert_eq!(errs[0].to_string(), "metadata.uid: Invalid value: \"2\": field is immutable");
+        assert_eq!(
+            errs[0].to_string(),
+            "metadata.uid: Invalid value: \"2\": field is immutable"
+        );
     }
 }

@@ -9,7 +9,8 @@ use serde_json::Value;
 use super::meta::validate_annotations;
 use super::{
     IS_NEGATIVE, arr_at, at, enum_field, inclusive_range_error, int_at, is_config_map_key, is_dns1123_label,
-    is_dns1123_subdomain, is_valid_ip, is_valid_port_name, is_valid_port_num, obj_at, str_at, validate_labels,
+    is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_name, is_valid_port_num, obj_at, str_at,
+    validate_labels,
 };
 use crate::quantity::{QUANTITY_FORMAT_ERROR, parse_quantity_value};
 use crate::status::FieldError;
@@ -51,7 +52,11 @@ const VOLUME_SOURCES: &[&str] = &[
 pub(crate) fn validate_pod_template(tmpl: &Value, path: &str, errs: &mut Vec<FieldError>) {
     // Upstream reports template labels at `<path>.labels` (not `.metadata.labels`).
     validate_labels(at(tmpl, &["metadata", "labels"]), &format!("{path}.labels"), errs);
-    validate_annotations(at(tmpl, &["metadata", "annotations"]), &format!("{path}.annotations"), errs);
+    validate_annotations(
+        at(tmpl, &["metadata", "annotations"]),
+        &format!("{path}.annotations"),
+        errs,
+    );
     let spec = tmpl.get("spec").unwrap_or(&Value::Null);
     validate_pod_spec(spec, &format!("{path}.spec"), errs);
     if !arr_at(spec, &["ephemeralContainers"]).is_empty() {
@@ -71,12 +76,25 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
     for (i, c) in arr_at(spec, &["initContainers"]).iter().enumerate() {
-        validate_container(c, &format!("{path}.initContainers[{i}]"), true, &volumes, &mut names, errs);
+        validate_container(
+            c,
+            &format!("{path}.initContainers[{i}]"),
+            true,
+            &volumes,
+            &mut names,
+            errs,
+        );
     }
     for (i, c) in containers.iter().enumerate() {
         validate_container(c, &format!("{path}.containers[{i}]"), false, &volumes, &mut names, errs);
     }
-    enum_field(spec.get("restartPolicy"), &format!("{path}.restartPolicy"), &["Always", "OnFailure", "Never"], true, errs);
+    enum_field(
+        spec.get("restartPolicy"),
+        &format!("{path}.restartPolicy"),
+        &["Always", "OnFailure", "Never"],
+        true,
+        errs,
+    );
     enum_field(
         spec.get("dnsPolicy"),
         &format!("{path}.dnsPolicy"),
@@ -91,24 +109,33 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         ));
     }
     validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
-    for (key, rule) in [("serviceAccountName", true), ("nodeName", true), ("hostname", false), ("subdomain", false)] {
+    for (key, rule) in [
+        ("serviceAccountName", true),
+        ("nodeName", true),
+        ("hostname", false),
+        ("subdomain", false),
+    ] {
         let v = str_at(spec, &[key]);
         if v.is_empty() {
             continue;
         }
-        let msgs = if rule { is_dns1123_subdomain(v) } else { is_dns1123_label(v) };
+        let msgs = if rule {
+            is_dns1123_subdomain(v)
+        } else {
+            is_dns1123_label(v)
+        };
         for m in msgs {
             errs.push(FieldError::invalid(format!("{path}.{key}"), Value::from(v), m));
         }
     }
-    if let Some(ads) = int_at(spec, &["activeDeadlineSeconds"]) {
-        if !(1..=i64::from(i32::MAX)).contains(&ads) {
-            errs.push(FieldError::invalid(
-                format!("{path}.activeDeadlineSeconds"),
-                Value::from(ads),
-                inclusive_range_error(1, i64::from(i32::MAX)),
-            ));
-        }
+    if let Some(ads) = int_at(spec, &["activeDeadlineSeconds"])
+        && !(1..=i64::from(i32::MAX)).contains(&ads)
+    {
+        errs.push(FieldError::invalid(
+            format!("{path}.activeDeadlineSeconds"),
+            Value::from(ads),
+            inclusive_range_error(1, i64::from(i32::MAX)),
+        ));
     }
     validate_tolerations(spec, path, errs);
     for (i, s) in arr_at(spec, &["imagePullSecrets"]).iter().enumerate() {
@@ -134,45 +161,52 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Has
                 errs.push(FieldError::duplicate(format!("{p}.name"), Value::from(name)));
             }
         }
-        let sources: Vec<&str> = VOLUME_SOURCES.iter().copied().filter(|s| at(v, &[s]).is_some()).collect();
+        let sources: Vec<&str> = VOLUME_SOURCES
+            .iter()
+            .copied()
+            .filter(|s| at(v, &[s]).is_some())
+            .collect();
         match sources.as_slice() {
             [] => errs.push(FieldError::required(p.clone(), "must specify a volume type")),
             [_] => {}
             [_, rest @ ..] => {
                 for s in rest {
-                    errs.push(FieldError::forbidden(format!("{p}.{s}"), "may not specify more than 1 volume type"));
-                }
-            }
-        }
-        if let Some(src) = v.get("secret").filter(|s| s.is_object()) {
-            if str_at(src, &["secretName"]).is_empty() {
-                errs.push(FieldError::required(format!("{p}.secret.secretName"), ""));
-            }
-        }
-        if let Some(src) = v.get("configMap").filter(|s| s.is_object()) {
-            if str_at(src, &["name"]).is_empty() {
-                errs.push(FieldError::required(format!("{p}.configMap.name"), ""));
-            }
-        }
-        if let Some(src) = v.get("persistentVolumeClaim").filter(|s| s.is_object()) {
-            if str_at(src, &["claimName"]).is_empty() {
-                errs.push(FieldError::required(format!("{p}.persistentVolumeClaim.claimName"), ""));
-            }
-        }
-        if let Some(src) = v.get("hostPath").filter(|s| s.is_object()) {
-            if str_at(src, &["path"]).is_empty() {
-                errs.push(FieldError::required(format!("{p}.hostPath.path"), ""));
-            }
-        }
-        for src in ["secret", "configMap", "downwardAPI", "projected"] {
-            if let Some(mode) = int_at(v, &[src, "defaultMode"]) {
-                if !(0..=0o777).contains(&mode) {
-                    errs.push(FieldError::invalid(
-                        format!("{p}.{src}.defaultMode"),
-                        Value::from(mode),
-                        "must be a number between 0 and 0777 (octal), both inclusive",
+                    errs.push(FieldError::forbidden(
+                        format!("{p}.{s}"),
+                        "may not specify more than 1 volume type",
                     ));
                 }
+            }
+        }
+        if let Some(src) = v.get("secret").filter(|s| s.is_object())
+            && str_at(src, &["secretName"]).is_empty()
+        {
+            errs.push(FieldError::required(format!("{p}.secret.secretName"), ""));
+        }
+        if let Some(src) = v.get("configMap").filter(|s| s.is_object())
+            && str_at(src, &["name"]).is_empty()
+        {
+            errs.push(FieldError::required(format!("{p}.configMap.name"), ""));
+        }
+        if let Some(src) = v.get("persistentVolumeClaim").filter(|s| s.is_object())
+            && str_at(src, &["claimName"]).is_empty()
+        {
+            errs.push(FieldError::required(format!("{p}.persistentVolumeClaim.claimName"), ""));
+        }
+        if let Some(src) = v.get("hostPath").filter(|s| s.is_object())
+            && str_at(src, &["path"]).is_empty()
+        {
+            errs.push(FieldError::required(format!("{p}.hostPath.path"), ""));
+        }
+        for src in ["secret", "configMap", "downwardAPI", "projected"] {
+            if let Some(mode) = int_at(v, &[src, "defaultMode"])
+                && !(0..=0o777).contains(&mode)
+            {
+                errs.push(FieldError::invalid(
+                    format!("{p}.{src}.defaultMode"),
+                    Value::from(mode),
+                    "must be a number between 0 and 0777 (octal), both inclusive",
+                ));
             }
         }
     }
@@ -210,14 +244,20 @@ fn validate_container(
     }
     let sidecar = init && str_at(c, &["restartPolicy"]) == "Always";
     if init {
-        if let Some(rp) = c.get("restartPolicy").and_then(Value::as_str) {
-            if rp != "Always" {
-                errs.push(FieldError::not_supported(format!("{p}.restartPolicy"), Value::from(rp), &["Always"]));
-            }
+        if let Some(rp) = c.get("restartPolicy").and_then(Value::as_str)
+            && rp != "Always"
+        {
+            errs.push(FieldError::not_supported(
+                format!("{p}.restartPolicy"),
+                Value::from(rp),
+                &["Always"],
+            ));
         }
-    } else if let Some(rp) = c.get("restartPolicy").and_then(Value::as_str) {
-        errs.push(FieldError::forbidden(format!("{p}.restartPolicy"), "may not be set for non-init containers"));
-        let _ = rp;
+    } else if c.get("restartPolicy").and_then(Value::as_str).is_some() {
+        errs.push(FieldError::forbidden(
+            format!("{p}.restartPolicy"),
+            "may not be set for non-init containers",
+        ));
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         let Some(pr) = c.get(probe).filter(|v| v.is_object()) else {
@@ -225,7 +265,10 @@ fn validate_container(
         };
         let pp = format!("{p}.{probe}");
         if init && !sidecar {
-            errs.push(FieldError::forbidden(pp.clone(), "may not be set for init containers without restartPolicy=Always"));
+            errs.push(FieldError::forbidden(
+                pp.clone(),
+                "may not be set for init containers without restartPolicy=Always",
+            ));
             continue;
         }
         validate_probe(pr, &pp, probe != "readinessProbe", errs);
@@ -251,11 +294,25 @@ fn validate_container(
         if path.is_empty() {
             errs.push(FieldError::required(format!("{mp}.mountPath"), ""));
         } else if !mount_paths.insert(path.to_string()) {
-            errs.push(FieldError::invalid(format!("{mp}.mountPath"), Value::from(path), "must be unique"));
+            errs.push(FieldError::invalid(
+                format!("{mp}.mountPath"),
+                Value::from(path),
+                "must be unique",
+            ));
         }
     }
-    validate_resources(c.get("resources").unwrap_or(&Value::Null), &format!("{p}.resources"), errs);
-    enum_field(c.get("imagePullPolicy"), &format!("{p}.imagePullPolicy"), &["Always", "IfNotPresent", "Never"], true, errs);
+    validate_resources(
+        c.get("resources").unwrap_or(&Value::Null),
+        &format!("{p}.resources"),
+        errs,
+    );
+    enum_field(
+        c.get("imagePullPolicy"),
+        &format!("{p}.imagePullPolicy"),
+        &["Always", "IfNotPresent", "Never"],
+        true,
+        errs,
+    );
     enum_field(
         c.get("terminationMessagePolicy"),
         &format!("{p}.terminationMessagePolicy"),
@@ -266,30 +323,44 @@ fn validate_container(
 }
 
 fn validate_probe(pr: &Value, pp: &str, needs_success_one: bool, errs: &mut Vec<FieldError>) {
-    let handlers: Vec<&str> =
-        ["exec", "httpGet", "tcpSocket", "grpc"].into_iter().filter(|h| at(pr, &[h]).is_some()).collect();
+    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
+        .into_iter()
+        .filter(|h| at(pr, &[h]).is_some())
+        .collect();
     match handlers.as_slice() {
         [] => errs.push(FieldError::required(pp.to_string(), "must specify a handler type")),
         [_] => {}
         [_, rest @ ..] => {
             for h in rest {
-                errs.push(FieldError::forbidden(format!("{pp}.{h}"), "may not specify more than 1 handler type"));
+                errs.push(FieldError::forbidden(
+                    format!("{pp}.{h}"),
+                    "may not specify more than 1 handler type",
+                ));
             }
         }
     }
-    for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
-        if let Some(n) = int_at(pr, &[f]) {
-            if n < 0 {
-                errs.push(FieldError::invalid(format!("{pp}.{f}"), Value::from(n), IS_NEGATIVE));
-            }
+    for f in [
+        "initialDelaySeconds",
+        "timeoutSeconds",
+        "periodSeconds",
+        "successThreshold",
+        "failureThreshold",
+    ] {
+        if let Some(n) = int_at(pr, &[f])
+            && n < 0
+        {
+            errs.push(FieldError::invalid(format!("{pp}.{f}"), Value::from(n), IS_NEGATIVE));
         }
     }
-    if needs_success_one {
-        if let Some(n) = int_at(pr, &["successThreshold"]) {
-            if n != 1 {
-                errs.push(FieldError::invalid(format!("{pp}.successThreshold"), Value::from(n), "must be 1"));
-            }
-        }
+    if needs_success_one
+        && let Some(n) = int_at(pr, &["successThreshold"])
+        && n != 1
+    {
+        errs.push(FieldError::invalid(
+            format!("{pp}.successThreshold"),
+            Value::from(n),
+            "must be 1",
+        ));
     }
     if let Some(port) = at(pr, &["httpGet", "port"]) {
         validate_port_num_or_name(port, &format!("{pp}.httpGet.port"), errs);
@@ -312,7 +383,11 @@ pub(crate) fn validate_port_num_or_name(port: &Value, field: &str, errs: &mut Ve
                 errs.push(FieldError::invalid(field, port.clone(), m));
             }
         }
-        _ => errs.push(FieldError::invalid(field, port.clone(), "must contain an int or a string")),
+        _ => errs.push(FieldError::invalid(
+            field,
+            port.clone(),
+            "must contain an int or a string",
+        )),
     }
 }
 
@@ -342,7 +417,13 @@ fn validate_container_ports(c: &Value, p: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(format!("{pp}.hostPort"), Value::from(h), m));
             }
         }
-        enum_field(port.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
+        enum_field(
+            port.get("protocol"),
+            &format!("{pp}.protocol"),
+            &["SCTP", "TCP", "UDP"],
+            true,
+            errs,
+        );
     }
 }
 
@@ -364,12 +445,22 @@ fn validate_env(c: &Value, p: &str, errs: &mut Vec<FieldError>) {
         };
         let fp = format!("{ep}.valueFrom");
         if !str_at(e, &["value"]).is_empty() {
-            errs.push(FieldError::invalid(fp.clone(), Value::from(""), "may not be specified when `value` is not empty"));
+            errs.push(FieldError::invalid(
+                fp.clone(),
+                Value::from(""),
+                "may not be specified when `value` is not empty",
+            ));
         }
-        let sources: Vec<&str> = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef"]
-            .into_iter()
-            .filter(|s| at(from, &[s]).is_some())
-            .collect();
+        let sources: Vec<&str> = [
+            "fieldRef",
+            "resourceFieldRef",
+            "configMapKeyRef",
+            "secretKeyRef",
+            "fileKeyRef",
+        ]
+        .into_iter()
+        .filter(|s| at(from, &[s]).is_some())
+        .collect();
         match sources.len() {
             0 => errs.push(FieldError::invalid(
                 fp.clone(),
@@ -463,7 +554,11 @@ fn check_quantity(name: &str, v: &Value, fp: &str, errs: &mut Vec<FieldError>) -
     }
     let integer = !overcommit_allowed(name) || name.starts_with("hugepages-");
     if integer && name != "cpu" && q.nanos() % 1_000_000_000 != 0 {
-        errs.push(FieldError::invalid(fp, Value::from(q.to_string()), "must be an integer"));
+        errs.push(FieldError::invalid(
+            fp,
+            Value::from(q.to_string()),
+            "must be an integer",
+        ));
     }
     Some(q)
 }
@@ -502,7 +597,11 @@ fn validate_tolerations(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     ));
                 }
             }
-            other => errs.push(FieldError::not_supported(format!("{tp}.operator"), Value::from(other), &["Equal", "Exists"])),
+            other => errs.push(FieldError::not_supported(
+                format!("{tp}.operator"),
+                Value::from(other),
+                &["Equal", "Exists"],
+            )),
         }
         let effect = str_at(t, &["effect"]);
         if at(t, &["tolerationSeconds"]).is_some() && effect != "NoExecute" {
@@ -522,8 +621,6 @@ fn validate_tolerations(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
     }
 }
 
-use super::is_qualified_name;
-
 /// The Pod kind: its spec on create and update, plus the update restrictions.
 pub(crate) fn validate_pod(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
@@ -537,7 +634,10 @@ const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than
 
 fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     // activeDeadlineSeconds may be set, or lowered, but never unset or raised.
-    match (int_at(new, &["activeDeadlineSeconds"]), int_at(old, &["activeDeadlineSeconds"])) {
+    match (
+        int_at(new, &["activeDeadlineSeconds"]),
+        int_at(old, &["activeDeadlineSeconds"]),
+    ) {
         (None, Some(_)) => errs.push(FieldError::invalid(
             "spec.activeDeadlineSeconds",
             Value::Null,
@@ -554,7 +654,10 @@ fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>
     let new_t = arr_at(new, &["tolerations"]);
     for t in arr_at(old, &["tolerations"]) {
         if !new_t.contains(t) {
-            errs.push(FieldError::forbidden("spec.tolerations", "existing toleration can not be modified except its tolerationSeconds"));
+            errs.push(FieldError::forbidden(
+                "spec.tolerations",
+                "existing toleration can not be modified except its tolerationSeconds",
+            ));
             break;
         }
     }
@@ -618,14 +721,15 @@ fn spec_diff(old: &Value, new: &Value) -> String {
 
 /// Pod status: phase, IPs, container statuses' names.
 pub(crate) fn validate_pod_status(status: &Value, errs: &mut Vec<FieldError>) {
-    if let Some(phase) = status.get("phase").and_then(Value::as_str) {
-        if !phase.is_empty() && !["Pending", "Running", "Succeeded", "Failed", "Unknown"].contains(&phase) {
-            errs.push(FieldError::not_supported(
-                "status.phase",
-                Value::from(phase),
-                &["Pending", "Running", "Succeeded", "Failed", "Unknown"],
-            ));
-        }
+    if let Some(phase) = status.get("phase").and_then(Value::as_str)
+        && !phase.is_empty()
+        && !["Pending", "Running", "Succeeded", "Failed", "Unknown"].contains(&phase)
+    {
+        errs.push(FieldError::not_supported(
+            "status.phase",
+            Value::from(phase),
+            &["Pending", "Running", "Succeeded", "Failed", "Unknown"],
+        ));
     }
     for key in ["podIP", "hostIP"] {
         let ip = str_at(status, &[key]);
@@ -702,7 +806,9 @@ mod tests {
         s["containers"][0]["resources"] = json!({"limits":{"cpu":"500m"},"requests":{"cpu":"1"}});
         assert_eq!(
             errors(&s),
-            vec!["spec.containers[0].resources.requests: Invalid value: \"1\": must be less than or equal to cpu limit of 500m"]
+            vec![
+                "spec.containers[0].resources.requests: Invalid value: \"1\": must be less than or equal to cpu limit of 500m"
+            ]
         );
         s["containers"][0]["resources"] = json!({"limits":{"memory":"lots"}});
         assert_eq!(errors(&s).len(), 1);
@@ -719,6 +825,10 @@ mod tests {
         new["spec"]["restartPolicy"] = json!("Never");
         validate_pod(&new, Some(&old), &mut errs);
         assert_eq!(errs.len(), 1);
-        assert!(errs[0].to_string().starts_with("spec: Forbidden: pod updates may not change fields other than"));
+        assert!(
+            errs[0]
+                .to_string()
+                .starts_with("spec: Forbidden: pod updates may not change fields other than")
+        );
     }
 }
