@@ -22,56 +22,17 @@ pub fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
     }
 }
 
-/// Fields the server computes on create.
+/// Fields the server computes on create, once the uid is known.
 pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
-    match (info.group, info.resource) {
-        ("", "pods") => {
-            let qos = qos_class(obj.get("spec").unwrap_or(&Value::Null));
-            obj["status"]["qosClass"] = json!(qos);
-        }
-        ("batch", "jobs") => rkube_registry::defaults::job_generate_selector(obj),
-        _ => {}
-    }
-}
-
-/// The pod's QoS class from its containers' requests and limits.
-pub fn qos_class(spec: &Value) -> &'static str {
-    let containers: Vec<&Value> = ["containers", "initContainers"]
-        .iter()
-        .filter_map(|k| spec.get(*k).and_then(Value::as_array))
-        .flatten()
-        .collect();
-    let mut any = false;
-    let mut guaranteed = true;
-    for c in &containers {
-        let req = c.pointer("/resources/requests").and_then(Value::as_object);
-        let lim = c.pointer("/resources/limits").and_then(Value::as_object);
-        for r in ["cpu", "memory"] {
-            let rq = req.and_then(|m| m.get(r));
-            let lm = lim.and_then(|m| m.get(r));
-            if rq.is_some() || lm.is_some() {
-                any = true;
-            }
-            match (rq, lm) {
-                (Some(a), Some(b)) if a == b => {}
-                (None, Some(_)) => {}
-                _ => guaranteed = false,
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
+    if let ("batch", "jobs") = (info.group, info.resource) {
+        rkube_registry::defaults::job_generate_selector(obj);
     }
 }
 
 /// Seconds a delete waits before the object goes (pods only: their kubelet
 /// must stop the containers first). 0 = delete now.
 pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>) -> i64 {
-    if info.group != "" || info.resource != "pods" {
+    if !info.group.is_empty() || info.resource != "pods" {
         return 0;
     }
     let node = obj.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("");
@@ -80,10 +41,7 @@ pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>)
         return 0;
     }
     requested
-        .or_else(|| {
-            obj.pointer("/spec/terminationGracePeriodSeconds")
-                .and_then(Value::as_i64)
-        })
+        .or_else(|| obj.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
         .unwrap_or(30)
         .max(0)
 }
@@ -93,15 +51,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn qos_classes() {
-        assert_eq!(qos_class(&json!({"containers": [{"name": "a"}]})), "BestEffort");
-        assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]})),
-            "Guaranteed"
-        );
-        assert_eq!(
-            qos_class(&json!({"containers": [{"resources": {"requests": {"cpu": "1"}}}]})),
-            "Burstable"
-        );
+    fn only_bound_running_pods_wait() {
+        let pods = rkube_registry::resources::lookup("", "v1", "pods").unwrap();
+        let cms = rkube_registry::resources::lookup("", "v1", "configmaps").unwrap();
+        let bound =
+            json!({"spec": {"nodeName": "n1", "terminationGracePeriodSeconds": 12}, "status": {"phase": "Running"}});
+        assert_eq!(graceful_period(pods, &bound, None), 12);
+        assert_eq!(graceful_period(pods, &bound, Some(0)), 0);
+        assert_eq!(graceful_period(pods, &json!({"spec": {}}), None), 0);
+        let done = json!({"spec": {"nodeName": "n1"}, "status": {"phase": "Succeeded"}});
+        assert_eq!(graceful_period(pods, &done, Some(30)), 0);
+        assert_eq!(graceful_period(cms, &bound, Some(30)), 0);
     }
 }

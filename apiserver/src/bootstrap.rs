@@ -20,10 +20,7 @@ impl Server {
         match self.create_object(info, &ResourcePath::default(), ns, obj, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => Ok(()),
-            Err(e) => Err(ApiError::internal(format!(
-                "bootstrap of {} {name}: {}",
-                info.resource, e.message
-            ))),
+            Err(e) => Err(ApiError::internal(format!("bootstrap of {} {name}: {}", info.resource, e.message))),
         }
     }
 
@@ -31,22 +28,15 @@ impl Server {
     async fn reconcile(&self, info: &'static ResourceInfo, ns: Option<&str>, obj: Value) -> Result<(), ApiError> {
         let name = crate::objects::name(&obj).to_string();
         let path = ResourcePath::default();
-        match self
-            .get_object(info, &path, ns, &name, &crate::request::Query::default())
-            .await
-        {
+        match self.get_object(info, &path, ns, &name, &crate::request::Query::default()).await {
             Ok(cur) => {
-                let same = ["subsets", "endpoints", "ports", "addressType"]
-                    .iter()
-                    .all(|f| cur.get(*f) == obj.get(*f));
+                let same = ["subsets", "endpoints", "ports", "addressType"].iter().all(|f| cur.get(*f) == obj.get(*f));
                 if same {
                     return Ok(());
                 }
                 let mut new = obj;
                 new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                self.update_object(info, &path, ns, &name, crate::rest::Change::Replace(new), false)
-                    .await
-                    .map(|_| ())
+                self.update_object(info, &path, ns, &name, crate::rest::Change::Replace(new), false).await.map(|_| ())
             }
             Err(e) if e.code == 404 => self.ensure(info, ns, obj).await,
             Err(e) => Err(e),
@@ -56,12 +46,7 @@ impl Server {
     pub async fn bootstrap(&self) -> Result<(), ApiError> {
         let ns = info("", "namespaces")?;
         for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            self.ensure(
-                ns,
-                None,
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}),
-            )
-            .await?;
+            self.ensure(ns, None, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
         }
         if let Ok(cidrs) = info("networking.k8s.io", "servicecidrs") {
             self.ensure(

@@ -23,8 +23,7 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 pub fn json_bytes(status: StatusCode, bytes: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(full(bytes));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -35,10 +34,7 @@ pub fn json(status: StatusCode, v: &Value) -> Response<Body> {
 pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
     let mut r = Response::new(full(s));
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     r
 }
 
@@ -62,9 +58,9 @@ where
 {
     match Limited::new(body, MAX_BODY).collect().await {
         Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(ApiError::too_large(format!(
-            "Request entity too large: limit is {MAX_BODY}"
-        ))),
+        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(format!("Request entity too large: limit is {MAX_BODY}")))
+        }
         Err(e) => Err(ApiError::bad_request(format!("error reading request body: {e}"))),
     }
 }
@@ -141,10 +137,7 @@ pub fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
                 }
             }
         }
-        if !matches!(
-            mt.as_str(),
-            "application/json" | "*/*" | "application/*" | "application/yaml"
-        ) {
+        if !matches!(mt.as_str(), "application/json" | "*/*" | "application/*" | "application/yaml") {
             continue;
         }
         let version = match v {
@@ -183,10 +176,7 @@ mod tests {
             Representation::Table("v1")
         );
         assert_eq!(accept("application/json").unwrap(), Representation::Object);
-        assert_eq!(
-            accept("application/vnd.kubernetes.protobuf, */*").unwrap(),
-            Representation::Object
-        );
+        assert_eq!(accept("application/vnd.kubernetes.protobuf, */*").unwrap(), Representation::Object);
         assert_eq!(accept("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
         assert_eq!(
             accept("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").unwrap(),

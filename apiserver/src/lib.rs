@@ -96,9 +96,7 @@ impl Drop for Running {
 }
 
 fn parse_port_range(s: &str) -> Result<(u16, u16)> {
-    let (a, b) = s
-        .split_once('-')
-        .context("--service-node-port-range must look like 30000-32767")?;
+    let (a, b) = s.split_once('-').context("--service-node-port-range must look like 30000-32767")?;
     let (a, b): (u16, u16) = (a.trim().parse()?, b.trim().parse()?);
     anyhow::ensure!(a <= b, "--service-node-port-range: {a} > {b}");
     Ok((a, b))
@@ -107,9 +105,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
 /// Open the configured store.
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     if !cfg.etcd_servers.is_empty() {
-        let s = rkube_storage::etcd::EtcdStore::connect(&cfg.etcd_servers)
-            .await
-            .context("connecting to etcd")?;
+        let s = rkube_storage::etcd::EtcdStore::connect(&cfg.etcd_servers).await.context("connecting to etcd")?;
         return Ok(s);
     }
     if cfg.in_memory {
@@ -126,9 +122,7 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
 /// the store's even when a write lands outside `/registry/` (allocations, the
 /// compactor's bookkeeping); only `/registry/` values become objects.
 pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<Server>> {
-    let cache = WatchCache::start(store.clone(), "", 100_000)
-        .await
-        .context("starting the watch cache")?;
+    let cache = WatchCache::start(store.clone(), "", 100_000).await.context("starting the watch cache")?;
     let server = Server::new(store, cache, settings);
     server.bootstrap().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     server.set_ready();
@@ -156,36 +150,20 @@ pub async fn start(cfg: Config) -> Result<Running> {
     let tls_config = pki.server_config()?;
 
     let store = open_store(&cfg).await?;
-    let settings = Settings {
-        advertise_address: advertise,
-        secure_port: addr.port(),
-        service_cidr: cidr,
-        node_port_range,
-    };
+    let settings =
+        Settings { advertise_address: advertise, secure_port: addr.port(), service_cidr: cidr, node_port_range };
     let server = build(store.clone(), settings).await?;
 
-    let host = if cfg.bind_address.is_unspecified() {
-        "127.0.0.1".to_string()
-    } else {
-        cfg.bind_address.to_string()
-    };
+    let host = if cfg.bind_address.is_unspecified() { "127.0.0.1".to_string() } else { cfg.bind_address.to_string() };
     let url_host = if host.contains(':') { format!("[{host}]") } else { host };
     let url = format!("https://{url_host}:{}", addr.port());
     let kubeconfig = cfg.data_dir.join("admin.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        pki.kubeconfig(&url, "admin", &pki.admin_cert_pem, &pki.admin_key_pem),
-    )
-    .with_context(|| format!("writing {}", kubeconfig.display()))?;
+    std::fs::write(&kubeconfig, pki.kubeconfig(&url, "admin", &pki.admin_cert_pem, &pki.admin_key_pem))
+        .with_context(|| format!("writing {}", kubeconfig.display()))?;
 
     let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone()))];
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));
     }
-    Ok(Running {
-        addr,
-        kubeconfig,
-        server,
-        tasks,
-    })
+    Ok(Running { addr, kubeconfig, server, tasks })
 }

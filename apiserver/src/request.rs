@@ -36,19 +36,13 @@ pub enum Route {
 }
 
 fn decode(seg: &str) -> String {
-    percent_encoding::percent_decode_str(seg)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(seg).decode_utf8_lossy().into_owned()
 }
 
 /// Parse a request path.
 pub fn route(path: &str) -> Route {
     let trimmed = path.trim_matches('/');
-    let parts: Vec<String> = if trimmed.is_empty() {
-        vec![]
-    } else {
-        trimmed.split('/').map(decode).collect()
-    };
+    let parts: Vec<String> = if trimmed.is_empty() { vec![] } else { trimmed.split('/').map(decode).collect() };
     let (group, version, rest) = match parts.first().map(String::as_str) {
         Some("api") => match parts.len() {
             1 => return Route::CoreVersions,
@@ -73,12 +67,7 @@ pub fn route(path: &str) -> Route {
             return Route::NonResource(path.to_string());
         }
     }
-    let mut rp = ResourcePath {
-        group,
-        version,
-        legacy_watch,
-        ..Default::default()
-    };
+    let mut rp = ResourcePath { group, version, legacy_watch, ..Default::default() };
     // namespaces/<ns>/<resource>/... unless it is the namespace's own subresource
     if rest[0] == "namespaces"
         && rest.len() >= 3
@@ -146,9 +135,7 @@ pub struct Query {
 
 impl Query {
     pub fn parse(query: Option<&str>) -> Self {
-        let raw = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .into_owned()
-            .collect();
+        let raw = form_urlencoded::parse(query.unwrap_or("").as_bytes()).into_owned().collect();
         Self { raw }
     }
     pub fn get(&self, k: &str) -> Option<&str> {
@@ -162,17 +149,11 @@ impl Query {
             None | Some("") => Ok(false),
             Some("true" | "1" | "True" | "TRUE" | "t" | "T") => Ok(true),
             Some("false" | "0" | "False" | "FALSE" | "f" | "F") => Ok(false),
-            Some(v) => Err(ApiError::bad_request(format!(
-                "invalid value {v:?} for {k}: must be a boolean"
-            ))),
+            Some(v) => Err(ApiError::bad_request(format!("invalid value {v:?} for {k}: must be a boolean"))),
         }
     }
     pub fn opt_bool(&self, k: &str) -> Result<Option<bool>, ApiError> {
-        if self.get(k).is_none() {
-            Ok(None)
-        } else {
-            self.bool(k).map(Some)
-        }
+        if self.get(k).is_none() { Ok(None) } else { self.bool(k).map(Some) }
     }
     pub fn i64(&self, k: &str) -> Result<Option<i64>, ApiError> {
         match self.get(k) {
@@ -191,9 +172,7 @@ impl Query {
         match self.raw.get("dryRun").map(String::as_str) {
             None | Some("") => Ok(false),
             Some("All") => Ok(true),
-            Some(v) => Err(ApiError::bad_request(format!(
-                "Invalid dryRun value {v:?}: must be 'All'"
-            ))),
+            Some(v) => Err(ApiError::bad_request(format!("Invalid dryRun value {v:?}: must be 'All'"))),
         }
     }
 }
@@ -216,24 +195,13 @@ mod tests {
         assert_eq!(route("/apis/apps/v1"), Route::GroupVersion("apps".into(), "v1".into()));
         let r = res("/api/v1/namespaces/default/pods/web/status");
         assert_eq!(
-            (
-                r.namespace.as_deref(),
-                r.resource.as_str(),
-                r.name.as_deref(),
-                r.subresource.as_deref()
-            ),
+            (r.namespace.as_deref(), r.resource.as_str(), r.name.as_deref(), r.subresource.as_deref()),
             (Some("default"), "pods", Some("web"), Some("status"))
         );
         let r = res("/api/v1/namespaces/kube-system");
-        assert_eq!(
-            (r.namespace, r.resource.as_str(), r.name.as_deref()),
-            (None, "namespaces", Some("kube-system"))
-        );
+        assert_eq!((r.namespace, r.resource.as_str(), r.name.as_deref()), (None, "namespaces", Some("kube-system")));
         let r = res("/api/v1/namespaces/x/finalize");
-        assert_eq!(
-            (r.resource.as_str(), r.subresource.as_deref()),
-            ("namespaces", Some("finalize"))
-        );
+        assert_eq!((r.resource.as_str(), r.subresource.as_deref()), ("namespaces", Some("finalize")));
         let r = res("/apis/apps/v1/deployments");
         assert_eq!((r.group.as_str(), r.namespace, r.name), ("apps", None, None));
         let r = res("/api/v1/watch/namespaces/default/pods");
@@ -245,10 +213,7 @@ mod tests {
     #[test]
     fn verbs() {
         assert_eq!(Verb::from_request(&Method::GET, false, true), Some(Verb::Watch));
-        assert_eq!(
-            Verb::from_request(&Method::DELETE, false, false),
-            Some(Verb::DeleteCollection)
-        );
+        assert_eq!(Verb::from_request(&Method::DELETE, false, false), Some(Verb::DeleteCollection));
         assert_eq!(Verb::from_request(&Method::PUT, false, false), None);
     }
 }

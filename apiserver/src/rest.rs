@@ -35,11 +35,7 @@ pub struct Req {
 
 impl Req {
     pub fn ns(&self) -> Option<&str> {
-        if self.info.namespaced {
-            self.path.namespace.as_deref()
-        } else {
-            None
-        }
+        if self.info.namespaced { self.path.namespace.as_deref() } else { None }
     }
     pub fn name(&self) -> &str {
         self.path.name.as_deref().unwrap_or("")
@@ -53,9 +49,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
     let repr = http::negotiate(&req.parts.headers)?;
     match req.verb {
         Verb::Get => {
-            let obj = server
-                .get_object(req.info, &req.path, req.ns(), req.name(), &req.query)
-                .await?;
+            let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::List => server.list(&req, repr).await,
@@ -65,37 +59,35 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
         }
         Verb::Create => {
             let obj = decode_body(&req)?;
-            let obj = server
-                .create_object(req.info, &req.path, req.ns(), obj, req.query.dry_run()?)
-                .await?;
+            let obj = server.create_object(req.info, &req.path, req.ns(), obj, req.query.dry_run()?).await?;
             Ok(respond_object(req.info, StatusCode::CREATED, &obj, repr, &req.query))
         }
         Verb::Update => {
             let obj = decode_body(&req)?;
             let obj = server
-                .update_object(
-                    req.info,
-                    &req.path,
-                    req.ns(),
-                    req.name(),
-                    Change::Replace(obj),
-                    req.query.dry_run()?,
-                )
+                .update_object(req.info, &req.path, req.ns(), req.name(), Change::Replace(obj), req.query.dry_run()?)
                 .await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::Patch => {
             let patch = parse_patch(&req)?;
-            let obj = server
-                .update_object(req.info, &req.path, req.ns(), req.name(), patch, req.query.dry_run()?)
-                .await?;
+            let obj =
+                server.update_object(req.info, &req.path, req.ns(), req.name(), patch, req.query.dry_run()?).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::Delete => {
             let opts = DeleteOptions::parse(&req)?;
-            let (obj, _) = server
-                .delete_object(req.info, &req.path, req.ns(), req.name(), &opts)
-                .await?;
+            let (obj, gone) = server.delete_object(req.info, &req.path, req.ns(), req.name(), &opts).await?;
+            if gone && !req.info.delete_returns_object() {
+                // upstream answers most immediate deletes with a Status
+                let details = json!({
+                    "name": req.name(),
+                    "group": req.info.group,
+                    "kind": req.info.resource,
+                    "uid": meta_str(&obj, "uid").unwrap_or(""),
+                });
+                return Ok(http::json(StatusCode::OK, &rkube_registry::status::success_status(Some(details))));
+            }
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::DeleteCollection => server.delete_collection(&req).await,
@@ -153,13 +145,7 @@ pub(crate) fn respond_object(
     match repr {
         Representation::Object => http::json(status, obj),
         Representation::Table(v) => {
-            let mut t = printers::table(
-                info.group,
-                info.resource,
-                &[obj],
-                include_object(query),
-                chrono::Utc::now(),
-            );
+            let mut t = printers::table(info.group, info.resource, &[obj], include_object(query), chrono::Utc::now());
             t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
             http::json(status, &t)
         }
@@ -259,7 +245,7 @@ impl DeleteOptions {
 }
 
 /// A continue token: the revision of the first page and where to resume.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct ContinueToken {
     v: String,
     rv: i64,
@@ -267,11 +253,7 @@ struct ContinueToken {
 }
 
 fn encode_continue(rv: i64, start: &str) -> String {
-    let t = ContinueToken {
-        v: "meta.k8s.io/v1".into(),
-        rv,
-        start: start.to_string(),
-    };
+    let t = ContinueToken { v: "meta.k8s.io/v1".into(), rv, start: start.to_string() };
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&t).unwrap_or_default())
 }
 
@@ -334,28 +316,14 @@ pub(crate) fn to_served(info: &ResourceInfo, obj: Value) -> Result<Value, ApiErr
     if info.storage_group == info.group && info.storage_version == info.version {
         return Ok(obj);
     }
-    convert::convert(
-        obj,
-        info.kind,
-        info.storage_group,
-        info.storage_version,
-        info.group,
-        info.version,
-    )
+    convert::convert(obj, info.kind, info.storage_group, info.storage_version, info.group, info.version)
 }
 
 fn to_storage(info: &ResourceInfo, obj: Value) -> Result<Value, ApiError> {
     if info.storage_group == info.group && info.storage_version == info.version {
         return Ok(obj);
     }
-    convert::convert(
-        obj,
-        info.kind,
-        info.group,
-        info.version,
-        info.storage_group,
-        info.storage_version,
-    )
+    convert::convert(obj, info.kind, info.group, info.version, info.storage_group, info.storage_version)
 }
 
 /// Decode a stored value and set its resourceVersion.
@@ -382,18 +350,9 @@ impl Server {
     ) -> Result<Value, ApiError> {
         let key = objects::key(info, ns, name);
         let obj = if query.get("resourceVersion") == Some("0") {
-            self.cache
-                .get(&key, 0)
-                .await
-                .map_err(store_error)?
-                .map(|c| (*c.object).clone())
+            self.cache.get(&key, 0).await.map_err(store_error)?.map(|c| (*c.object).clone())
         } else {
-            self.store
-                .get(&key)
-                .await
-                .map_err(store_error)?
-                .map(|kv| decode_stored(&kv))
-                .transpose()?
+            self.store.get(&key).await.map_err(store_error)?.map(|kv| decode_stored(&kv)).transpose()?
         };
         match obj {
             Some(o) => to_served(info, o),
@@ -409,9 +368,7 @@ impl Server {
         let limit = q.i64("limit")?.unwrap_or(0).max(0) as usize;
         let cont = q.str_or_empty("continue");
         if !rv_match.is_empty() && rv.is_empty() {
-            return Err(ApiError::bad_request(
-                "resourceVersionMatch is forbidden unless resourceVersion is provided",
-            ));
+            return Err(ApiError::bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided"));
         }
         if !rv_match.is_empty() && !matches!(rv_match, "Exact" | "NotOlderThan") {
             return Err(ApiError::bad_request(format!(
@@ -419,9 +376,7 @@ impl Server {
             )));
         }
         if !cont.is_empty() && !rv.is_empty() && rv != "0" {
-            return Err(ApiError::bad_request(
-                "specifying resource version is not allowed when using continue",
-            ));
+            return Err(ApiError::bad_request("specifying resource version is not allowed when using continue"));
         }
         let prefix = objects::prefix(req.info, req.ns());
         let (items, revision, next) = if limit > 0 || !cont.is_empty() || rv_match == "Exact" {
@@ -432,11 +387,8 @@ impl Server {
                 r => parse_rv(r)?,
             };
             let (objs, revision) = self.cache.list(&prefix, min_rev).await.map_err(store_error)?;
-            let items: Vec<ListItem> = objs
-                .into_iter()
-                .filter(|c| sel.matches(&c.object))
-                .map(ListItem::Cached)
-                .collect();
+            let items: Vec<ListItem> =
+                objs.into_iter().filter(|c| sel.matches(&c.object)).map(ListItem::Cached).collect();
             (items, revision, None)
         };
         self.write_list(req, repr, items, revision, next)
@@ -460,11 +412,7 @@ impl Server {
         } else {
             (0, None)
         };
-        let batch = if limit == 0 {
-            0
-        } else {
-            limit.max(if sel.is_empty() { limit } else { 100 })
-        };
+        let batch = if limit == 0 { 0 } else { limit.max(if sel.is_empty() { limit } else { 100 }) };
         let mut items = Vec::new();
         loop {
             let res = self
@@ -533,28 +481,19 @@ impl Server {
                 Ok(http::json_bytes(StatusCode::OK, out))
             }
             Representation::Object => {
-                let items: Vec<Value> = items
-                    .into_iter()
-                    .map(|i| to_served(info, i.into_value()))
-                    .collect::<Result<_, _>>()?;
+                let items: Vec<Value> =
+                    items.into_iter().map(|i| to_served(info, i.into_value())).collect::<Result<_, _>>()?;
                 Ok(http::json(
                     StatusCode::OK,
                     &json!({"apiVersion": info.api_version(), "kind": format!("{}List", info.kind), "metadata": list_meta, "items": items}),
                 ))
             }
             Representation::Table(v) => {
-                let values: Vec<Value> = items
-                    .into_iter()
-                    .map(|i| to_served(info, i.into_value()))
-                    .collect::<Result<_, _>>()?;
+                let values: Vec<Value> =
+                    items.into_iter().map(|i| to_served(info, i.into_value())).collect::<Result<_, _>>()?;
                 let refs: Vec<&Value> = values.iter().collect();
-                let mut t = printers::table(
-                    info.group,
-                    info.resource,
-                    &refs,
-                    include_object(&req.query),
-                    chrono::Utc::now(),
-                );
+                let mut t =
+                    printers::table(info.group, info.resource, &refs, include_object(&req.query), chrono::Utc::now());
                 t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
                 t["metadata"] = list_meta;
                 Ok(http::json(StatusCode::OK, &t))
@@ -623,13 +562,8 @@ impl Server {
                 m.insert("name".into(), json!(name));
             }
         }
-        if m.get("resourceVersion")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(ApiError::bad_request(
-                "resourceVersion should not be set on objects to be created",
-            ));
+        if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+            return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
         }
         m.remove("resourceVersion");
         m.insert("uid".into(), json!(uuid::Uuid::new_v4().to_string()));
@@ -647,10 +581,7 @@ impl Server {
                 info.group,
                 info.kind,
                 "",
-                &[FieldError::required(
-                    "metadata.name",
-                    "name or generateName is required",
-                )],
+                &[FieldError::required("metadata.name", "name or generateName is required")],
             ));
         }
         if let (true, Some(ns)) = (info.namespaced, ns) {
@@ -734,17 +665,11 @@ impl Server {
                     info.group,
                     info.kind,
                     name,
-                    &[FieldError::invalid(
-                        "metadata.name",
-                        json!(objects::name(&new)),
-                        "field is immutable",
-                    )],
+                    &[FieldError::invalid("metadata.name", json!(objects::name(&new)), "field is immutable")],
                 ));
             }
             // A resourceVersion in the body (or left in by a patch) is a precondition.
-            let pinned = meta_str(&new, "resourceVersion")
-                .filter(|s| !s.is_empty())
-                .map(str::to_string);
+            let pinned = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
             if let Some(rv) = &pinned {
                 if *rv != kv.mod_revision.to_string() {
                     return Err(ApiError::stale(info.group, info.resource, name));
@@ -810,12 +735,7 @@ impl Server {
                 }
             }
         }
-        Err(ApiError::conflict(
-            info.group,
-            info.resource,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(ApiError::conflict(info.group, info.resource, name, "too many concurrent updates, please retry"))
     }
 
     /// Delete an object, honouring preconditions, finalizers, graceful pod
@@ -892,10 +812,7 @@ impl Server {
                 m.insert("finalizers".into(), json!(finalizers));
                 if !was_deleting {
                     let at = now + chrono::Duration::seconds(grace);
-                    m.insert(
-                        "deletionTimestamp".into(),
-                        json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
-                    );
+                    m.insert("deletionTimestamp".into(), json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
                 }
                 if info.resource == "namespaces" {
@@ -905,10 +822,7 @@ impl Server {
                     return Ok((obj, false));
                 }
                 let stored = to_storage(info, obj)?;
-                match self
-                    .store
-                    .update(&key, Bytes::from(objects::encode_for_storage(&stored)), kv.mod_revision)
-                    .await
+                match self.store.update(&key, Bytes::from(objects::encode_for_storage(&stored)), kv.mod_revision).await
                 {
                     Ok(rev) => {
                         let mut out = stored;
@@ -934,12 +848,7 @@ impl Server {
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(ApiError::conflict(
-            info.group,
-            info.resource,
-            name,
-            "too many concurrent updates, please retry",
-        ))
+        Err(ApiError::conflict(info.group, info.resource, name, "too many concurrent updates, please retry"))
     }
 
     async fn delete_collection(&self, req: &Req) -> Result<Response<Body>, ApiError> {
@@ -952,10 +861,7 @@ impl Server {
         for c in objs.iter().filter(|c| sel.matches(&c.object)) {
             let name = objects::name(&c.object).to_string();
             let ns = objects::meta_str(&c.object, "namespace").map(str::to_string);
-            match self
-                .delete_object(req.info, &req.path, ns.as_deref(), &name, &opts)
-                .await
-            {
+            match self.delete_object(req.info, &req.path, ns.as_deref(), &name, &opts).await {
                 Ok((o, _)) => items.push(o),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -975,10 +881,7 @@ impl Server {
 fn holds_namespace(info: &ResourceInfo, obj: &Value) -> bool {
     info.resource == "namespaces"
         && info.group.is_empty()
-        && obj
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .is_some_and(|a| !a.is_empty())
+        && obj.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
 }
 
 /// apiVersion and kind must name this endpoint (filled in when absent).
@@ -1041,13 +944,7 @@ fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only
     }
     let changed = objects::spec_changed(new, old);
     let m = meta_mut(new);
-    for f in [
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "namespace",
-    ] {
+    for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace"] {
         match old_meta.get(f) {
             Some(v) => {
                 m.insert(f.into(), v.clone());

@@ -28,10 +28,7 @@ pub struct User {
 
 impl User {
     pub fn admin() -> Self {
-        Self {
-            name: "admin".into(),
-            groups: vec!["system:masters".into(), "system:authenticated".into()],
-        }
+        Self { name: "admin".into(), groups: vec!["system:masters".into(), "system:authenticated".into()] }
     }
 }
 
@@ -82,14 +79,7 @@ const VERSION_PATCH: &str = "0";
 impl Server {
     pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>, settings: Settings) -> Arc<Self> {
         let alloc = Allocators::new(&settings);
-        Arc::new(Self {
-            store,
-            cache,
-            settings,
-            alloc,
-            docs: Docs::default(),
-            ready: AtomicBool::new(false),
-        })
+        Arc::new(Self { store, cache, settings, alloc, docs: Docs::default(), ready: AtomicBool::new(false) })
     }
 
     /// The store behind this server (tests and tools; handlers go through the cache too).
@@ -125,11 +115,7 @@ impl Server {
             Route::Group(g) => self.group_doc(&g),
             Route::GroupVersion(g, v) => self.group_version_doc(&g, &v),
             Route::Resource(rp) => match http::read_body(body).await {
-                Ok(bytes) => {
-                    self.clone()
-                        .resource(rp, parts, bytes, user.unwrap_or_else(User::admin))
-                        .await
-                }
+                Ok(bytes) => self.clone().resource(rp, parts, bytes, user.unwrap_or_else(User::admin)).await,
                 Err(e) => Err(e),
             },
         };
@@ -147,22 +133,14 @@ impl Server {
                 if self.ready.load(Ordering::SeqCst) {
                     Ok(http::text(StatusCode::OK, "ok"))
                 } else {
-                    Ok(http::text(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "[-]bootstrap not finished\nreadyz check failed",
-                    ))
+                    Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "[-]bootstrap not finished\nreadyz check failed"))
                 }
             }
             "/openapi/v2" => {
                 if accepts_only_protobuf(parts) {
-                    return Err(ApiError::not_acceptable(
-                        "only application/json is served for /openapi/v2",
-                    ));
+                    return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2"));
                 }
-                let b = self
-                    .docs
-                    .openapi_v2
-                    .get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
+                let b = self.docs.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))
             }
             "/openapi/v3" => {
@@ -178,8 +156,7 @@ impl Server {
                 match docs.get(gv) {
                     Some(b) => {
                         let mut r = http::json_bytes(StatusCode::OK, b.clone());
-                        r.headers_mut()
-                            .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
+                        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, immutable"));
                         Ok(r)
                     }
                     None => Err(not_found_path()),
@@ -202,11 +179,7 @@ impl Server {
         for (group, versions) in resources::groups() {
             for v in versions {
                 if let Some(doc) = rkube_registry::openapi::v3_group_version(&res, group, v) {
-                    let path = if group.is_empty() {
-                        format!("api/{v}")
-                    } else {
-                        format!("apis/{group}/{v}")
-                    };
+                    let path = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
                     out.insert(path, to_bytes(&doc));
                 }
             }
@@ -240,19 +213,14 @@ impl Server {
                 to_bytes(&rkube_registry::discovery::api_versions(&addr))
             })
         } else {
-            self.docs
-                .groups
-                .get_or_init(|| to_bytes(&rkube_registry::discovery::api_group_list(&self.resources())))
+            self.docs.groups.get_or_init(|| to_bytes(&rkube_registry::discovery::api_group_list(&self.resources())))
         };
         Ok(http::json_bytes(StatusCode::OK, b.clone()))
     }
 
     fn group_doc(&self, group: &str) -> Result<Response<Body>, ApiError> {
         let list = rkube_registry::discovery::api_group_list(&self.resources());
-        let found = list["groups"]
-            .as_array()
-            .and_then(|gs| gs.iter().find(|g| g["name"] == group))
-            .cloned();
+        let found = list["groups"].as_array().and_then(|gs| gs.iter().find(|g| g["name"] == group)).cloned();
         match found {
             Some(mut g) => {
                 g["kind"] = json!("APIGroup");
@@ -304,15 +272,7 @@ impl Server {
         if info.namespaced && rp.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
             return Err(not_found_path());
         }
-        let req = crate::rest::Req {
-            info,
-            path: rp,
-            query,
-            parts,
-            body,
-            user,
-            verb,
-        };
+        let req = crate::rest::Req { info, path: rp, query, parts, body, user, verb };
         if !info.verbs.contains(&verb.as_str()) && req.path.subresource.is_none() {
             return Err(ApiError::method_not_allowed(
                 "the server does not allow this method on the requested resource",
@@ -336,11 +296,7 @@ fn is_public(path: &str) -> bool {
 }
 
 pub(crate) fn not_found_path() -> ApiError {
-    ApiError::new(
-        404,
-        rkube_registry::Reason::NotFound,
-        "the server could not find the requested resource",
-    )
+    ApiError::new(404, rkube_registry::Reason::NotFound, "the server could not find the requested resource")
 }
 
 fn accepts_only_protobuf(parts: &Parts) -> bool {

@@ -31,10 +31,7 @@ impl Cidr {
         let ip: Ipv4Addr = ip.parse().ok()?;
         let prefix: u8 = len.parse().ok().filter(|p| *p <= 32)?;
         let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-        Some(Cidr {
-            base: Ipv4Addr::from(u32::from(ip) & mask),
-            prefix,
-        })
+        Some(Cidr { base: Ipv4Addr::from(u32::from(ip) & mask), prefix })
     }
     pub fn size(&self) -> u64 {
         1u64 << (32 - self.prefix)
@@ -65,10 +62,7 @@ pub struct Allocators {
 
 impl Allocators {
     pub fn new(s: &Settings) -> Self {
-        Self {
-            cidr: s.service_cidr,
-            ports: s.node_port_range,
-        }
+        Self { cidr: s.service_cidr, ports: s.node_port_range }
     }
 }
 
@@ -124,20 +118,13 @@ fn svc_type(obj: &Value) -> &str {
 fn needs_node_ports(obj: &Value) -> bool {
     match svc_type(obj) {
         "NodePort" => true,
-        "LoadBalancer" => obj
-            .pointer("/spec/allocateLoadBalancerNodePorts")
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
+        "LoadBalancer" => obj.pointer("/spec/allocateLoadBalancerNodePorts").and_then(Value::as_bool).unwrap_or(true),
         _ => false,
     }
 }
 
 fn owner(obj: &Value) -> String {
-    format!(
-        "{}/{}",
-        objects::meta_str(obj, "namespace").unwrap_or(""),
-        objects::name(obj)
-    )
+    format!("{}/{}", objects::meta_str(obj, "namespace").unwrap_or(""), objects::name(obj))
 }
 
 fn invalid(obj: &Value, errs: Vec<FieldError>) -> ApiError {
@@ -169,11 +156,7 @@ impl Server {
             }),
             None => json!(owner(svc)),
         };
-        match self
-            .store
-            .create(&key, Bytes::from(serde_json::to_vec(&value).unwrap_or_default()))
-            .await
-        {
+        match self.store.create(&key, Bytes::from(serde_json::to_vec(&value).unwrap_or_default())).await {
             Ok(_) => Ok(true),
             Err(StoreError::AlreadyExists(_)) => Ok(false),
             Err(e) => Err(store_error(e)),
@@ -275,10 +258,7 @@ impl Server {
         let (lo, hi) = self.alloc.ports;
         let n = svc.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
         for i in 0..n {
-            let requested = svc["spec"]["ports"][i]
-                .get("nodePort")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let requested = svc["spec"]["ports"][i].get("nodePort").and_then(Value::as_i64).unwrap_or(0);
             if requested != 0 {
                 if keep.contains(&requested) {
                     continue;
@@ -327,19 +307,12 @@ impl Server {
 fn node_ports(obj: &Value) -> Vec<i64> {
     obj.pointer("/spec/ports")
         .and_then(Value::as_array)
-        .map(|ps| {
-            ps.iter()
-                .filter_map(|p| p.get("nodePort").and_then(Value::as_i64))
-                .filter(|p| *p != 0)
-                .collect()
-        })
+        .map(|ps| ps.iter().filter_map(|p| p.get("nodePort").and_then(Value::as_i64)).filter(|p| *p != 0).collect())
         .unwrap_or_default()
 }
 
 fn cluster_ip(obj: &Value) -> Option<&str> {
-    obj.pointer("/spec/clusterIP")
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty() && *s != "None")
+    obj.pointer("/spec/clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty() && *s != "None")
 }
 
 /// On Service create: allocate a ClusterIP (unless headless or ExternalName)
@@ -392,11 +365,7 @@ pub fn keep_allocations(info: &ResourceInfo, new: &mut Value, old: &Value) {
         }
     }
     if needs_node_ports(new) {
-        let old_ports = old
-            .pointer("/spec/ports")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
+        let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
             for p in ports {
                 if p.get("nodePort").and_then(Value::as_i64).unwrap_or(0) != 0 {
@@ -406,10 +375,7 @@ pub fn keep_allocations(info: &ResourceInfo, new: &mut Value, old: &Value) {
                     o.get("port") == p.get("port")
                         && o.get("protocol").unwrap_or(&json!("TCP")) == p.get("protocol").unwrap_or(&json!("TCP"))
                 });
-                if let Some(np) = same
-                    .and_then(|o| o.get("nodePort"))
-                    .filter(|v| v.as_i64().unwrap_or(0) != 0)
-                {
+                if let Some(np) = same.and_then(|o| o.get("nodePort")).filter(|v| v.as_i64().unwrap_or(0) != 0) {
                     p["nodePort"] = np.clone();
                 }
             }
@@ -443,11 +409,7 @@ pub async fn reallocate_on_update(
         }
     }
     let still = node_ports(new);
-    taken.free_after = old_ports
-        .into_iter()
-        .filter(|p| !still.contains(p))
-        .map(port_key)
-        .collect();
+    taken.free_after = old_ports.into_iter().filter(|p| !still.contains(p)).map(port_key).collect();
     if svc_type(new) == "ExternalName" {
         if let Some(ip) = cluster_ip(old) {
             taken.free_after.push(ip_key(ip));

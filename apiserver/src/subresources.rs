@@ -24,22 +24,16 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
     let dry = req.query.dry_run()?;
     match (sub.as_str(), req.verb) {
         ("status", Verb::Get) => {
-            let obj = server
-                .get_object(req.info, &req.path, req.ns(), req.name(), &req.query)
-                .await?;
+            let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         ("status", Verb::Update | Verb::Patch) => {
             let change = change_of(&req)?;
-            let obj = server
-                .update_object(req.info, &req.path, req.ns(), req.name(), change, dry)
-                .await?;
+            let obj = server.update_object(req.info, &req.path, req.ns(), req.name(), change, dry).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         ("scale", Verb::Get) => {
-            let obj = server
-                .get_object(req.info, &req.path, req.ns(), req.name(), &req.query)
-                .await?;
+            let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
             Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
         }
         ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req, dry).await,
@@ -47,22 +41,16 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
         ("finalize", Verb::Update) => {
             let body = decode_body(&req)?;
             let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
-            let cur = server
-                .get_object(req.info, &req.path, None, req.name(), &req.query)
-                .await?;
+            let cur = server.get_object(req.info, &req.path, None, req.name(), &req.query).await?;
             let mut new = cur.clone();
             new["spec"]["finalizers"] = finalizers;
             if let Some(rv) = meta_str(&body, "resourceVersion") {
                 objects::meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
             }
-            let obj = server
-                .update_object(req.info, &req.path, None, req.name(), Change::Replace(new), dry)
-                .await?;
+            let obj = server.update_object(req.info, &req.path, None, req.name(), Change::Replace(new), dry).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
-        _ => Err(ApiError::method_not_allowed(
-            "the server does not allow this method on the requested resource",
-        )),
+        _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     }
 }
 
@@ -99,9 +87,7 @@ fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
     }
     let selector = match obj.pointer("/spec/selector") {
         Some(s) if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() => {
-            LabelSelector::from_label_selector(s)
-                .map(|l| l.to_query_string())
-                .unwrap_or_default()
+            LabelSelector::from_label_selector(s).map(|l| l.to_query_string()).unwrap_or_default()
         }
         Some(Value::Object(m)) => LabelSelector::from_map(m).to_query_string(),
         _ => String::new(),
@@ -120,9 +106,7 @@ fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
 }
 
 async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<Body>, ApiError> {
-    let cur = server
-        .get_object(req.info, &req.path, req.ns(), req.name(), &req.query)
-        .await?;
+    let cur = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
     let scale = to_scale(req.info, &cur);
     let new_scale = match change_of(req)? {
         Change::Replace(v) => v,
@@ -146,11 +130,7 @@ async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<
             "autoscaling",
             "Scale",
             name,
-            &[FieldError::invalid(
-                "spec.replicas",
-                json!(replicas),
-                "must be greater than or equal to 0",
-            )],
+            &[FieldError::invalid("spec.replicas", json!(replicas), "must be greater than or equal to 0")],
         ));
     }
     let mut new = cur.clone();
@@ -164,32 +144,17 @@ async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<
             objects::meta_mut(&mut new).remove("resourceVersion");
         }
     }
-    let obj = server
-        .update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), dry)
-        .await?;
+    let obj = server.update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), dry).await?;
     Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
 }
 
 /// `pods/binding` and `bindings`: assign a pod to a node, once.
 pub async fn bind(server: &Server, req: &Req, pod_name: &str, dry: bool) -> Result<Response<Body>, ApiError> {
     let body = decode_body(req)?;
-    let name = if pod_name.is_empty() {
-        objects::name(&body).to_string()
-    } else {
-        pod_name.to_string()
-    };
-    let node = body
-        .pointer("/target/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
+    let name = if pod_name.is_empty() { objects::name(&body).to_string() } else { pod_name.to_string() };
+    let node = body.pointer("/target/name").and_then(Value::as_str).unwrap_or("").to_string();
     if node.is_empty() {
-        return Err(ApiError::invalid(
-            "",
-            "Binding",
-            &name,
-            &[FieldError::required("target.name", "")],
-        ));
+        return Err(ApiError::invalid("", "Binding", &name, &[FieldError::required("target.name", "")]));
     }
     let pods = rkube_registry::resources::lookup("", "v1", "pods").ok_or_else(not_found_path)?;
     let cur = server.get_object(pods, &req.path, req.ns(), &name, &req.query).await?;
@@ -217,25 +182,17 @@ pub async fn bind(server: &Server, req: &Req, pod_name: &str, dry: bool) -> Resu
             new["metadata"]["annotations"][k] = v.clone();
         }
     }
-    let mut conds: Vec<Value> = new
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut conds: Vec<Value> =
+        new.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
     conds.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
     conds.push(json!({"type": "PodScheduled", "status": "True", "lastProbeTime": null, "lastTransitionTime": objects::now_rfc3339()}));
     new["status"]["conditions"] = json!(conds);
     // spec.nodeName is otherwise immutable: write it through the status path
     // (which keeps everything but status), then set nodeName directly.
-    let status_path = crate::request::ResourcePath {
-        subresource: Some("status".into()),
-        ..req.path.clone()
-    };
+    let status_path = crate::request::ResourcePath { subresource: Some("status".into()), ..req.path.clone() };
     let mut with_rv = new;
     objects::meta_mut(&mut with_rv).insert("resourceVersion".into(), cur["metadata"]["resourceVersion"].clone());
-    server
-        .bind_pod(pods, &status_path, req.ns(), &name, with_rv, dry)
-        .await?;
+    server.bind_pod(pods, &status_path, req.ns(), &name, with_rv, dry).await?;
     Ok(http::json(StatusCode::CREATED, &success_status(None)))
 }
 
@@ -252,9 +209,7 @@ impl Server {
         dry: bool,
     ) -> Result<(), ApiError> {
         let key = objects::key(pods, ns, name);
-        let rv: i64 = meta_str(&new, "resourceVersion")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
+        let rv: i64 = meta_str(&new, "resourceVersion").and_then(|s| s.parse().ok()).unwrap_or(0);
         if dry {
             return Ok(());
         }

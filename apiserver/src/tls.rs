@@ -35,11 +35,7 @@ fn ca_params() -> CertificateParams {
     dn.push(DnType::CommonName, "rkube-ca");
     p.distinguished_name = dn;
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     (p.not_before, p.not_after) = years(10);
     p
 }
@@ -53,11 +49,8 @@ fn leaf_params(cn: &str, orgs: &[&str], sans: &[String], server: bool) -> Result
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    p.extended_key_usages = vec![if server {
-        ExtendedKeyUsagePurpose::ServerAuth
-    } else {
-        ExtendedKeyUsagePurpose::ClientAuth
-    }];
+    p.extended_key_usages =
+        vec![if server { ExtendedKeyUsagePurpose::ServerAuth } else { ExtendedKeyUsagePurpose::ClientAuth }];
     for s in sans {
         match s.parse::<IpAddr>() {
             Ok(ip) => p.subject_alt_names.push(SanType::IpAddress(ip)),
@@ -162,14 +155,7 @@ impl Pki {
                 (c, k)
             }
         };
-        Ok(Self {
-            ca_cert_pem,
-            ca_key_pem,
-            serving_cert_pem,
-            serving_key_pem,
-            admin_cert_pem,
-            admin_key_pem,
-        })
+        Ok(Self { ca_cert_pem, ca_key_pem, serving_cert_pem, serving_key_pem, admin_cert_pem, admin_key_pem })
     }
 
     /// rustls server config: our serving certificate, HTTP/2 and HTTP/1.1, and
@@ -213,10 +199,7 @@ pub fn user_from_cert(der: &[u8]) -> Option<(String, Vec<String>)> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
     let subject = cert.subject();
     let cn = subject.iter_common_name().next()?.as_str().ok()?.to_string();
-    let groups = subject
-        .iter_organization()
-        .filter_map(|o| o.as_str().ok().map(str::to_string))
-        .collect();
+    let groups = subject.iter_organization().filter_map(|o| o.as_str().ok().map(str::to_string)).collect();
     Some((cn, groups))
 }
 
@@ -234,10 +217,7 @@ mod tests {
         assert_eq!(a.serving_cert_pem, b.serving_cert_pem);
         assert_eq!(a.admin_cert_pem, b.admin_cert_pem);
         a.server_config().unwrap();
-        let der = CertificateDer::pem_slice_iter(a.admin_cert_pem.as_bytes())
-            .next()
-            .unwrap()
-            .unwrap();
+        let der = CertificateDer::pem_slice_iter(a.admin_cert_pem.as_bytes()).next().unwrap().unwrap();
         let (user, groups) = user_from_cert(&der).unwrap();
         assert_eq!(user, "admin");
         assert_eq!(groups, vec!["system:masters".to_string()]);

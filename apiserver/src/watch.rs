@@ -77,10 +77,7 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
         // History the store has compacted away is gone, even if the cache still remembers it.
         let compacted = server.store.compacted_revision().await.map_err(store_error)?;
         if after < compacted {
-            Err(StoreError::Compacted {
-                requested: after,
-                compacted,
-            })
+            Err(StoreError::Compacted { requested: after, compacted })
         } else {
             cache.watch(&prefix, after).map(|w| (Vec::new(), after, w))
         }
@@ -91,10 +88,8 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     let body = StreamBody::new(futures::StreamExt::map(stream, |b| Ok::<_, Infallible>(Frame::data(b))));
     let mut resp = Response::new(BodyExt::boxed(body));
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
+    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, private"));
 
     let info = req.info;
     let table_opts = (include_object(q), repr);
@@ -116,11 +111,7 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     };
 
     tokio::spawn(async move {
-        let enc = Encoder {
-            info,
-            repr: table_opts.1,
-            include: table_opts.0,
-        };
+        let enc = Encoder { info, repr: table_opts.1, include: table_opts.0 };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         for obj in initial.iter().filter(|o| sel.matches(&o.object)) {
@@ -202,13 +193,8 @@ impl Encoder {
         let out = match self.repr {
             Representation::Object => served,
             Representation::Table(v) => {
-                let mut t = printers::table(
-                    self.info.group,
-                    self.info.resource,
-                    &[&served],
-                    self.include,
-                    chrono::Utc::now(),
-                );
+                let mut t =
+                    printers::table(self.info.group, self.info.resource, &[&served], self.include, chrono::Utc::now());
                 t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
                 t["metadata"] = json!({"resourceVersion": obj.mod_revision.to_string()});
                 t

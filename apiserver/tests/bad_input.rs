@@ -40,9 +40,14 @@ async fn malformed_bodies() {
     assert_status(call(&env, Method::POST, CMS, "application/json", "[1,2]").await, 400, "BadRequest");
     assert_status(call(&env, Method::POST, CMS, "text/plain", "{}").await, 415, "UnsupportedMediaType");
     // YAML that is fine is accepted
-    let (code, v) =
-        call(&env, Method::POST, CMS, "application/yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n")
-            .await;
+    let (code, v) = call(
+        &env,
+        Method::POST,
+        CMS,
+        "application/yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n",
+    )
+    .await;
     assert_eq!(code, 201, "{v}");
 }
 
@@ -55,7 +60,8 @@ async fn kind_and_namespace_mismatches() {
     let dep = json!({"apiVersion": "apps/v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string();
     let s = assert_status(call(&env, Method::POST, CMS, "application/json", dep).await, 400, "BadRequest");
     assert!(s["message"].as_str().unwrap().contains("does not match the expected API version"), "{s}");
-    let other_ns = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}});
+    let other_ns =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}});
     assert_status(call(&env, Method::POST, CMS, "application/json", other_ns.to_string()).await, 400, "BadRequest");
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}).to_string();
     let s = assert_status(
@@ -72,12 +78,14 @@ async fn invalid_names_and_fields() {
     let bad = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Not_Valid"}}).to_string();
     let s = assert_status(call(&env, Method::POST, CMS, "application/json", bad).await, 422, "Invalid");
     assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
-    assert!(s["message"].as_str().unwrap().starts_with("ConfigMap \"Not_Valid\" is invalid: metadata.name: Invalid value"));
+    assert!(
+        s["message"].as_str().unwrap().starts_with("ConfigMap \"Not_Valid\" is invalid: metadata.name: Invalid value")
+    );
     let noname = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}}).to_string();
     let s = assert_status(call(&env, Method::POST, CMS, "application/json", noname).await, 422, "Invalid");
     assert!(s["message"].as_str().unwrap().contains("name or generateName is required"), "{s}");
-    let gen = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}).to_string();
-    let (code, v) = call(&env, Method::POST, CMS, "application/json", gen).await;
+    let generated = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}).to_string();
+    let (code, v) = call(&env, Method::POST, CMS, "application/json", generated).await;
     assert_eq!(code, 201);
     assert!(v["metadata"]["name"].as_str().unwrap().starts_with("gen-"));
 }
@@ -99,7 +107,11 @@ async fn too_large_unknown_and_unsupported() {
         415,
         "UnsupportedMediaType",
     );
-    assert_status(call(&env, Method::PATCH, &format!("{CMS}/missing"), "application/merge-patch+json", "{}").await, 404, "NotFound");
+    assert_status(
+        call(&env, Method::PATCH, &format!("{CMS}/missing"), "application/merge-patch+json", "{}").await,
+        404,
+        "NotFound",
+    );
     // and the server still answers
     let (code, _) = call(&env, Method::GET, CMS, "", "").await;
     assert_eq!(code, 200);
@@ -116,7 +128,8 @@ async fn watch_from_compacted_revision_is_gone() {
     let rev = store.current_revision().await.unwrap();
     store.compact(rev).await.unwrap();
     // a list at a compacted exact revision and a watch from it are both 410
-    let (code, v) = call(&env, Method::GET, &format!("{CMS}?resourceVersion=2&resourceVersionMatch=Exact"), "", "").await;
+    let (code, v) =
+        call(&env, Method::GET, &format!("{CMS}?resourceVersion=2&resourceVersionMatch=Exact"), "", "").await;
     assert_eq!((code, v["reason"].as_str()), (410, Some("Expired")), "{v}");
     let (code, v) = call(&env, Method::GET, &format!("{CMS}?watch=true&resourceVersion=2"), "", "").await;
     assert_eq!(code, 200);

@@ -57,7 +57,18 @@ fn workflow(kubectl: &str) {
 
     // get in every output format
     let wide = k.ok(&["get", "-n", "shop", "pods,deploy,svc,jobs,cm,secrets", "-o", "wide"]);
-    for want in ["pod/debug", "deployment.apps/web", "service/web", "CLUSTER-IP", "job.batch/migrate", "configmap/web-config", "secret/web-secret", "CONTAINERS", "IMAGES", "SELECTOR"] {
+    for want in [
+        "pod/debug",
+        "deployment.apps/web",
+        "service/web",
+        "CLUSTER-IP",
+        "job.batch/migrate",
+        "configmap/web-config",
+        "secret/web-secret",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ] {
         assert!(wide.contains(want), "missing {want} in:\n{wide}");
     }
     let nodeport = k.ok(&["get", "svc", "web-nodeport", "-n", "shop"]);
@@ -74,7 +85,8 @@ fn workflow(kubectl: &str) {
     assert_eq!(names.trim(), "configmap/web-config\nsecret/web-secret");
     let jp = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[*].name}"]);
     assert_eq!(jp, "web sidecar");
-    let cc = k.ok(&["get", "pods", "-n", "shop", "-o", "custom-columns=NAME:.metadata.name,RESTART:.spec.restartPolicy"]);
+    let cc =
+        k.ok(&["get", "pods", "-n", "shop", "-o", "custom-columns=NAME:.metadata.name,RESTART:.spec.restartPolicy"]);
     assert!(cc.contains("debug") && cc.contains("Always"), "{cc}");
     let all = k.ok(&["get", "all", "-n", "shop"]);
     assert!(all.contains("deployment.apps/web") && all.contains("cronjob.batch/report"), "{all}");
@@ -86,31 +98,85 @@ fn workflow(kubectl: &str) {
     // label, annotate, and the three patch types
     k.ok(&["label", "cm", "web-config", "-n", "shop", "tier=frontend"]);
     k.ok(&["annotate", "cm", "web-config", "-n", "shop", "note=hello"]);
-    let got = k.ok(&["get", "cm", "web-config", "-n", "shop", "-o", "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}"]);
+    let got = k.ok(&[
+        "get",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.metadata.labels.tier} {.metadata.annotations.note}",
+    ]);
     assert_eq!(got, "frontend hello");
     k.ok(&["label", "cm", "web-config", "-n", "shop", "tier-"]);
     let got = k.ok(&["get", "cm", "-n", "shop", "-l", "tier", "-o", "name"]);
     assert_eq!(got.trim(), "");
-    k.ok(&["patch", "deploy", "web", "-n", "shop", "-p", r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"MODE","value":"fast"}]}]}}}}"#]);
-    let env = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
+    k.ok(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-p",
+        r#"{"spec":{"template":{"spec":{"containers":[{"name":"web","env":[{"name":"MODE","value":"fast"}]}]}}}}"#,
+    ]);
+    let env =
+        k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[0].env[*].name}"]);
     assert_eq!(env, "MODE GREETING", "strategic merge must merge env by name");
-    let images = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]);
+    let images =
+        k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[*].image}"]);
     assert_eq!(images, "nginx:1.27 busybox:1.36", "strategic merge must keep the other container");
-    k.ok(&["patch", "cm", "web-config", "-n", "shop", "--type=merge", "-p", r#"{"data":{"greeting":null,"color":"blue"}}"#]);
+    k.ok(&[
+        "patch",
+        "cm",
+        "web-config",
+        "-n",
+        "shop",
+        "--type=merge",
+        "-p",
+        r#"{"data":{"greeting":null,"color":"blue"}}"#,
+    ]);
     let data = k.ok(&["get", "cm", "web-config", "-n", "shop", "-o", "jsonpath={.data}"]);
     assert_eq!(data, r#"{"color":"blue"}"#);
     k.ok(&["patch", "deploy", "web", "-n", "shop", "--type=json", "-p", r#"[{"op":"replace","path":"/spec/replicas","value":4},{"op":"add","path":"/metadata/labels/patched","value":"yes"}]"#]);
-    let got = k.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.replicas} {.metadata.labels.patched} {.metadata.generation}"]);
+    let got = k.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.replicas} {.metadata.labels.patched} {.metadata.generation}",
+    ]);
     assert_eq!(got, "4 yes 3");
-    let err = k.fails(&["patch", "deploy", "web", "-n", "shop", "--type=json", "-p", r#"[{"op":"test","path":"/spec/replicas","value":9}]"#]);
+    let err = k.fails(&[
+        "patch",
+        "deploy",
+        "web",
+        "-n",
+        "shop",
+        "--type=json",
+        "-p",
+        r#"[{"op":"test","path":"/spec/replicas","value":9}]"#,
+    ]);
     assert!(err.contains("Error from server") || err.contains("error"), "{err}");
 
     // apply twice with a changed container list: list items merge by name
     let v1 = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: shop\nspec:\n  selector:\n    matchLabels: {app: api}\n  template:\n    metadata:\n      labels: {app: api}\n    spec:\n      containers:\n      - name: api\n        image: api:1\n        ports: [{containerPort: 80}]\n      - name: log\n        image: log:1\n";
     k.stdin(&["apply", "-f", "-"], v1);
-    let v2 = v1.replace("      - name: log\n        image: log:1\n", "      - name: metrics\n        image: metrics:1\n").replace("api:1", "api:2");
+    let v2 = v1
+        .replace("      - name: log\n        image: log:1\n", "      - name: metrics\n        image: metrics:1\n")
+        .replace("api:1", "api:2");
     k.stdin(&["apply", "-f", "-"], &v2);
-    let got = k.ok(&["get", "deploy", "api", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[*].name}={.spec.template.spec.containers[*].image}"]);
+    let got = k.ok(&[
+        "get",
+        "deploy",
+        "api",
+        "-n",
+        "shop",
+        "-o",
+        "jsonpath={.spec.template.spec.containers[*].name}={.spec.template.spec.containers[*].image}",
+    ]);
     assert_eq!(got, "api metrics=api:2 metrics:1");
 
     // replace with a stale resourceVersion is a Conflict
@@ -214,7 +280,9 @@ fn workflow(kubectl: &str) {
 fn regex_lite(pattern: &str) -> impl Fn(&str) -> bool {
     let fields: Vec<String> =
         pattern.trim_start_matches('^').trim_end_matches('$').split(r"\s+").map(|s| s.replace('\\', "")).collect();
-    move |line: &str| line.split_whitespace().collect::<Vec<_>>() == fields.iter().map(String::as_str).collect::<Vec<_>>()
+    move |line: &str| {
+        line.split_whitespace().collect::<Vec<_>>() == fields.iter().map(String::as_str).collect::<Vec<_>>()
+    }
 }
 
 #[test]
@@ -240,7 +308,11 @@ fn bad_input_is_refused_and_server_keeps_serving() {
     let k = K { c: &c, bin: "kubectl".into() };
     let err = k.fails(&["create", "configmap", "Bad_Name"]);
     assert!(err.contains("a lowercase RFC 1123 subdomain"), "{err}");
-    let err = fails(c.kubectl_with("kubectl", &["create", "-f", "-"], Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n")));
+    let err = fails(c.kubectl_with(
+        "kubectl",
+        &["create", "-f", "-"],
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n  namespace: nowhere\n"),
+    ));
     assert!(err.contains("namespaces \"nowhere\" not found"), "{err}");
     let err = k.fails(&["get", "--raw", "/api/v1/namespaces/default/nothings"]);
     assert!(err.contains("NotFound") || err.contains("could not find"), "{err}");

@@ -34,20 +34,12 @@ pub const BEHAVIOR_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/behavior"
 /// The CPU utilization target v1 implies when it sets none.
 pub const DEFAULT_CPU_UTILIZATION: i64 = 80;
 
-const ROUND_TRIP_ANNOTATIONS: [&str; 4] = [
-    METRIC_SPECS_ANNOTATION,
-    METRIC_STATUSES_ANNOTATION,
-    CONDITIONS_ANNOTATION,
-    BEHAVIOR_ANNOTATION,
-];
+const ROUND_TRIP_ANNOTATIONS: [&str; 4] =
+    [METRIC_SPECS_ANNOTATION, METRIC_STATUSES_ANNOTATION, CONDITIONS_ANNOTATION, BEHAVIOR_ANNOTATION];
 
 /// `apps/v1`, or `v1` for the core group.
 pub fn api_version(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    }
+    if group.is_empty() { version.to_string() } else { format!("{group}/{version}") }
 }
 
 /// Convert an object between two versions of the same resource. Returns the object unchanged
@@ -61,9 +53,7 @@ pub fn convert(
     to_version: &str,
 ) -> Result<Value, ApiError> {
     let Value::Object(mut m) = obj else {
-        return Err(ApiError::bad_request(format!(
-            "cannot convert {kind}: the object is not a JSON object"
-        )));
+        return Err(ApiError::bad_request(format!("cannot convert {kind}: the object is not a JSON object")));
     };
     let target = api_version(to_group, to_version);
     if let Some(item_kind) = kind.strip_suffix("List")
@@ -146,11 +136,7 @@ fn quantity_or_zero(v: Option<&Value>) -> Value {
 }
 
 fn annotations(m: &Map<String, Value>) -> Map<String, Value> {
-    m.get("metadata")
-        .and_then(|md| md.get("annotations"))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default()
+    m.get("metadata").and_then(|md| md.get("annotations")).and_then(Value::as_object).cloned().unwrap_or_default()
 }
 
 /// Write annotations back; an empty map removes the field, as Go's `omitempty` does.
@@ -211,12 +197,7 @@ fn metric_identifier_to_v1(src: &Map<String, Value>, out: &mut Map<String, Value
 
 fn metric_identifier_from_v1(src: &Map<String, Value>, selector_key: &str) -> Value {
     let mut id = Map::new();
-    id.insert(
-        "name".into(),
-        src.get("metricName")
-            .cloned()
-            .unwrap_or_else(|| Value::String(String::new())),
-    );
+    id.insert("name".into(), src.get("metricName").cloned().unwrap_or_else(|| Value::String(String::new())));
     copy_as(src, selector_key, &mut id, "selector");
     Value::Object(id)
 }
@@ -247,10 +228,7 @@ fn metric_spec_to_v1(metric: &Value) -> Value {
         }
         "Pods" => {
             metric_identifier_to_v1(src, &mut out, "selector");
-            out.insert(
-                "targetAverageValue".into(),
-                quantity_or_zero(target.get("averageValue")),
-            );
+            out.insert("targetAverageValue".into(), quantity_or_zero(target.get("averageValue")));
         }
         "Object" => {
             copy_as(src, "describedObject", &mut out, "target");
@@ -289,10 +267,7 @@ fn metric_spec_from_v1(metric: &Value) -> Value {
         "Resource" | "ContainerResource" => {
             copy_keys(src, &mut out, &["name", "container"]);
             let util = src.get("targetAverageUtilization").filter(|v| !v.is_null());
-            target.insert(
-                "type".into(),
-                json!(if util.is_some() { "Utilization" } else { "AverageValue" }),
-            );
+            target.insert("type".into(), json!(if util.is_some() { "Utilization" } else { "AverageValue" }));
             copy_as(src, "targetAverageUtilization", &mut target, "averageUtilization");
             copy_as(src, "targetAverageValue", &mut target, "averageValue");
         }
@@ -305,10 +280,7 @@ fn metric_spec_from_v1(metric: &Value) -> Value {
             copy_as(src, "target", &mut out, "describedObject");
             out.insert("metric".into(), metric_identifier_from_v1(src, "selector"));
             let average = src.get("averageValue").filter(|v| !v.is_null());
-            target.insert(
-                "type".into(),
-                json!(if average.is_some() { "AverageValue" } else { "Value" }),
-            );
+            target.insert("type".into(), json!(if average.is_some() { "AverageValue" } else { "Value" }));
             // Upstream always fills `value`; keep it only where it means something, so that
             // an AverageValue target round-trips unchanged.
             let value = quantity_or_zero(src.get("targetValue"));
@@ -320,10 +292,7 @@ fn metric_spec_from_v1(metric: &Value) -> Value {
         _ => {
             out.insert("metric".into(), metric_identifier_from_v1(src, "metricSelector"));
             let value = src.get("targetValue").filter(|v| !v.is_null());
-            target.insert(
-                "type".into(),
-                json!(if value.is_some() { "Value" } else { "AverageValue" }),
-            );
+            target.insert("type".into(), json!(if value.is_some() { "Value" } else { "AverageValue" }));
             copy_as(src, "targetValue", &mut target, "value");
             copy_as(src, "targetAverageValue", &mut target, "averageValue");
         }
@@ -354,17 +323,11 @@ fn metric_status_to_v1(metric: &Value) -> Value {
         "Resource" | "ContainerResource" => {
             copy_keys(src, &mut out, &["name", "container"]);
             copy_as(&current, "averageUtilization", &mut out, "currentAverageUtilization");
-            out.insert(
-                "currentAverageValue".into(),
-                quantity_or_zero(current.get("averageValue")),
-            );
+            out.insert("currentAverageValue".into(), quantity_or_zero(current.get("averageValue")));
         }
         "Pods" => {
             metric_identifier_to_v1(src, &mut out, "selector");
-            out.insert(
-                "currentAverageValue".into(),
-                quantity_or_zero(current.get("averageValue")),
-            );
+            out.insert("currentAverageValue".into(), quantity_or_zero(current.get("averageValue")));
         }
         "Object" => {
             copy_as(src, "describedObject", &mut out, "target");
@@ -442,9 +405,7 @@ fn hpa_v2_to_v1(mut m: Map<String, Value>) -> Map<String, Value> {
         let metrics = list(src.get("metrics"));
         // The first CPU resource metric decides v1's target, if it is a utilization.
         if let Some(cpu) = metrics.iter().find(|mt| is_cpu_resource(mt))
-            && let Some(u) = cpu
-                .pointer("/resource/target/averageUtilization")
-                .filter(|v| !v.is_null())
+            && let Some(u) = cpu.pointer("/resource/target/averageUtilization").filter(|v| !v.is_null())
         {
             out.insert("targetCPUUtilizationPercentage".into(), u.clone());
         }
@@ -452,9 +413,7 @@ fn hpa_v2_to_v1(mut m: Map<String, Value>) -> Map<String, Value> {
             .iter()
             .filter(|mt| {
                 !(is_cpu_resource(mt)
-                    && mt
-                        .pointer("/resource/target/averageUtilization")
-                        .is_some_and(|v| !v.is_null()))
+                    && mt.pointer("/resource/target/averageUtilization").is_some_and(|v| !v.is_null()))
             })
             .map(metric_spec_to_v1)
             .collect();
@@ -470,20 +429,12 @@ fn hpa_v2_to_v1(mut m: Map<String, Value>) -> Map<String, Value> {
         let src = status.as_object().cloned().unwrap_or_default();
         let mut out = Map::new();
         copy_keys(&src, &mut out, &["observedGeneration", "lastScaleTime"]);
-        out.insert(
-            "currentReplicas".into(),
-            src.get("currentReplicas").cloned().unwrap_or(json!(0)),
-        );
-        out.insert(
-            "desiredReplicas".into(),
-            src.get("desiredReplicas").cloned().unwrap_or(json!(0)),
-        );
+        out.insert("currentReplicas".into(), src.get("currentReplicas").cloned().unwrap_or(json!(0)));
+        out.insert("desiredReplicas".into(), src.get("desiredReplicas").cloned().unwrap_or(json!(0)));
         let current = list(src.get("currentMetrics"));
         for cm in current {
             if is_cpu_resource(cm)
-                && let Some(u) = cm
-                    .pointer("/resource/current/averageUtilization")
-                    .filter(|v| !v.is_null())
+                && let Some(u) = cm.pointer("/resource/current/averageUtilization").filter(|v| !v.is_null())
             {
                 out.insert("currentCPUUtilizationPercentage".into(), u.clone());
             }
@@ -494,10 +445,7 @@ fn hpa_v2_to_v1(mut m: Map<String, Value>) -> Map<String, Value> {
         }
         let conditions = list(src.get("conditions"));
         if !conditions.is_empty() {
-            ann.insert(
-                CONDITIONS_ANNOTATION.into(),
-                to_json_string(&Value::Array(conditions.to_vec())),
-            );
+            ann.insert(CONDITIONS_ANNOTATION.into(), to_json_string(&Value::Array(conditions.to_vec())));
         }
         m.insert("status".into(), Value::Object(out));
     }
@@ -539,16 +487,7 @@ fn hpa_v1_to_v2(mut m: Map<String, Value>) -> Result<Map<String, Value>, ApiErro
     if let Some(status) = m.remove("status") {
         let src = status.as_object().cloned().unwrap_or_default();
         let mut out = Map::new();
-        copy_keys(
-            &src,
-            &mut out,
-            &[
-                "observedGeneration",
-                "lastScaleTime",
-                "currentReplicas",
-                "desiredReplicas",
-            ],
-        );
+        copy_keys(&src, &mut out, &["observedGeneration", "lastScaleTime", "currentReplicas", "desiredReplicas"]);
         let current: Vec<Value> = match current_metrics {
             Some(list) => list.iter().map(metric_status_from_v1).collect(),
             None => match src.get("currentCPUUtilizationPercentage").filter(|v| !v.is_null()) {
@@ -662,15 +601,7 @@ mod tests {
 
     #[test]
     fn hpa_v2_to_v1_keeps_extra_data_in_annotations() {
-        let v1 = convert(
-            hpa_v2(),
-            "HorizontalPodAutoscaler",
-            "autoscaling",
-            "v2",
-            "autoscaling",
-            "v1",
-        )
-        .unwrap();
+        let v1 = convert(hpa_v2(), "HorizontalPodAutoscaler", "autoscaling", "v2", "autoscaling", "v1").unwrap();
         assert_eq!(v1["apiVersion"], "autoscaling/v1");
         assert_eq!(v1["spec"]["targetCPUUtilizationPercentage"], 50);
         assert_eq!(v1["spec"]["maxReplicas"], 10);
@@ -680,44 +611,25 @@ mod tests {
         let ann = &v1["metadata"]["annotations"];
         assert_eq!(ann["team"], "a");
         let metrics: Value = serde_json::from_str(ann[METRIC_SPECS_ANNOTATION].as_str().unwrap()).unwrap();
-        assert_eq!(
-            metrics.as_array().unwrap().len(),
-            5,
-            "all but the CPU utilization metric"
-        );
+        assert_eq!(metrics.as_array().unwrap().len(), 5, "all but the CPU utilization metric");
         assert_eq!(
             metrics[0],
             json!({"type": "Resource", "resource": {"name": "memory", "targetAverageValue": "100Mi"}})
         );
-        assert_eq!(
-            metrics[1],
-            json!({"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "10"}})
-        );
+        assert_eq!(metrics[1], json!({"type": "Pods", "pods": {"metricName": "qps", "targetAverageValue": "10"}}));
         assert_eq!(metrics[2]["object"]["targetValue"], "2k");
         assert_eq!(metrics[2]["object"]["target"]["kind"], "Ingress");
         let statuses: Value = serde_json::from_str(ann[METRIC_STATUSES_ANNOTATION].as_str().unwrap()).unwrap();
         assert_eq!(statuses[0]["resource"]["currentAverageUtilization"], 70);
         assert!(ann[CONDITIONS_ANNOTATION].as_str().unwrap().contains("AbleToScale"));
-        assert!(
-            ann[BEHAVIOR_ANNOTATION]
-                .as_str()
-                .unwrap()
-                .contains("stabilizationWindowSeconds")
-        );
+        assert!(ann[BEHAVIOR_ANNOTATION].as_str().unwrap().contains("stabilizationWindowSeconds"));
     }
 
     #[test]
     fn hpa_round_trips_v2_v1_v2() {
         let original = hpa_v2();
-        let v1 = convert(
-            original.clone(),
-            "HorizontalPodAutoscaler",
-            "autoscaling",
-            "v2",
-            "autoscaling",
-            "v1",
-        )
-        .unwrap();
+        let v1 =
+            convert(original.clone(), "HorizontalPodAutoscaler", "autoscaling", "v2", "autoscaling", "v1").unwrap();
         let back = convert(v1, "HorizontalPodAutoscaler", "autoscaling", "v1", "autoscaling", "v2").unwrap();
         // The CPU utilization metric is last in `original`, where v1 puts it back.
         assert_eq!(back, original);
@@ -730,15 +642,7 @@ mod tests {
             "metadata": {"name": "web"},
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 4, "targetCPUUtilizationPercentage": 65},
         });
-        let v2 = convert(
-            v1.clone(),
-            "HorizontalPodAutoscaler",
-            "autoscaling",
-            "v1",
-            "autoscaling",
-            "v2",
-        )
-        .unwrap();
+        let v2 = convert(v1.clone(), "HorizontalPodAutoscaler", "autoscaling", "v1", "autoscaling", "v2").unwrap();
         assert_eq!(
             v2["spec"]["metrics"],
             json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 65}}}])
@@ -754,14 +658,8 @@ mod tests {
             "spec": {"scaleTargetRef": {"kind": "Deployment", "name": "x"}, "maxReplicas": 2},
             "status": {"currentReplicas": 1, "desiredReplicas": 1, "currentCPUUtilizationPercentage": 12}});
         let v2 = convert(v1, "HorizontalPodAutoscaler", "autoscaling", "v1", "autoscaling", "v2").unwrap();
-        assert_eq!(
-            v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"],
-            DEFAULT_CPU_UTILIZATION
-        );
-        assert_eq!(
-            v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"],
-            12
-        );
+        assert_eq!(v2["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"], DEFAULT_CPU_UTILIZATION);
+        assert_eq!(v2["status"]["currentMetrics"][0]["resource"]["current"]["averageUtilization"], 12);
     }
 
     #[test]
@@ -777,15 +675,7 @@ mod tests {
     fn hpa_v2_drops_stale_round_trip_annotations() {
         let mut v2 = hpa_v2();
         v2["metadata"]["annotations"][METRIC_SPECS_ANNOTATION] = json!("[]");
-        let out = convert(
-            v2,
-            "HorizontalPodAutoscaler",
-            "autoscaling",
-            "v2beta2",
-            "autoscaling",
-            "v2",
-        )
-        .unwrap();
+        let out = convert(v2, "HorizontalPodAutoscaler", "autoscaling", "v2beta2", "autoscaling", "v2").unwrap();
         assert!(out["metadata"]["annotations"].get(METRIC_SPECS_ANNOTATION).is_none());
         assert_eq!(out["apiVersion"], "autoscaling/v2");
     }
@@ -836,10 +726,7 @@ mod tests {
     fn identical_schemas_only_rewrite_api_version_and_lists_convert_items() {
         let obj = json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"replicas": 2}});
         let out = convert(obj, "Deployment", "apps", "v1", "apps", "v1beta2").unwrap();
-        assert_eq!(
-            out,
-            json!({"apiVersion": "apps/v1beta2", "kind": "Deployment", "spec": {"replicas": 2}})
-        );
+        assert_eq!(out, json!({"apiVersion": "apps/v1beta2", "kind": "Deployment", "spec": {"replicas": 2}}));
 
         let list = json!({"apiVersion": "v1", "kind": "EventList", "items": [core_event()]});
         let out = convert(list, "EventList", "", "v1", "events.k8s.io", "v1").unwrap();

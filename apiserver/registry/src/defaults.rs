@@ -184,20 +184,14 @@ fn default_pod(obj: &mut Value) {
             }
         }
         // The Priority admission plugin, when no priority class is named.
-        let named = spec
-            .get("priorityClassName")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
+        let named = spec.get("priorityClassName").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
         if !named {
             set(spec, "priority", json!(0));
             set_str(spec, "preemptionPolicy", "PreemptLowerPriority");
         }
     }
     // podStrategy.PrepareForCreate: a new pod is Pending with its QoS class.
-    let has_phase = obj
-        .pointer("/status/phase")
-        .and_then(Value::as_str)
-        .is_some_and(|s| !s.is_empty());
+    let has_phase = obj.pointer("/status/phase").and_then(Value::as_str).is_some_and(|s| !s.is_empty());
     if !has_phase {
         let qos = pod_qos_class(obj);
         if let Some(st) = ensure_obj(obj, "status") {
@@ -305,9 +299,7 @@ fn default_container(c: &mut Value, host_network: bool) {
         if let Some(r) = e.pointer_mut("/valueFrom/resourceFieldRef")
             && let Some(d) = r.get("divisor")
         {
-            canonicalize_quantity(d.clone())
-                .into_iter()
-                .for_each(|q| r["divisor"] = q);
+            canonicalize_quantity(d.clone()).into_iter().for_each(|q| r["divisor"] = q);
         }
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
@@ -465,17 +457,12 @@ fn default_downward_items(d: &mut Value) {
 }
 
 fn default_rc(obj: &mut Value) {
-    let tmpl_labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .cloned()
-        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()));
+    let tmpl_labels =
+        obj.pointer("/spec/template/metadata/labels").cloned().filter(|l| l.as_object().is_some_and(|m| !m.is_empty()));
     if let Some(spec) = ensure_obj(obj, "spec") {
         set(spec, "replicas", json!(1));
         if let Some(labels) = &tmpl_labels {
-            let empty = spec
-                .get("selector")
-                .and_then(Value::as_object)
-                .is_none_or(|m| m.is_empty());
+            let empty = spec.get("selector").and_then(Value::as_object).is_none_or(|m| m.is_empty());
             if empty {
                 spec["selector"] = labels.clone();
             }
@@ -485,10 +472,7 @@ fn default_rc(obj: &mut Value) {
     if let Some(labels) = tmpl_labels
         && let Some(meta) = ensure_obj(obj, "metadata")
     {
-        let empty = meta
-            .get("labels")
-            .and_then(Value::as_object)
-            .is_none_or(|m| m.is_empty());
+        let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
         if empty {
             meta["labels"] = labels;
         }
@@ -525,9 +509,7 @@ fn default_service(obj: &mut Value) {
             }
         }
         Some("ClientIP") => {
-            let has = spec
-                .pointer("/sessionAffinityConfig/clientIP/timeoutSeconds")
-                .is_some_and(|v| !v.is_null());
+            let has = spec.pointer("/sessionAffinityConfig/clientIP/timeoutSeconds").is_some_and(|v| !v.is_null());
             if !has {
                 spec["sessionAffinityConfig"] = json!({"clientIP": {"timeoutSeconds": 10800}});
             }
@@ -556,10 +538,7 @@ fn default_service(obj: &mut Value) {
     // The REST layer's IP family defaults (single-stack IPv4 cluster).
     if ty != "ExternalName" {
         let headless = spec.get("clusterIP").and_then(Value::as_str) == Some("None");
-        let no_selector = spec
-            .get("selector")
-            .and_then(Value::as_object)
-            .is_none_or(|m| m.is_empty());
+        let no_selector = spec.get("selector").and_then(Value::as_object).is_none_or(|m| m.is_empty());
         if headless && no_selector {
             set(spec, "ipFamilyPolicy", json!("RequireDualStack"));
             set(spec, "ipFamilies", json!(["IPv4", "IPv6"]));
@@ -569,9 +548,7 @@ fn default_service(obj: &mut Value) {
         }
     }
     if let Some(status) = obj.get_mut("status")
-        && let Some(ing) = status
-            .pointer_mut("/loadBalancer/ingress")
-            .and_then(Value::as_array_mut)
+        && let Some(ing) = status.pointer_mut("/loadBalancer/ingress").and_then(Value::as_array_mut)
     {
         for i in ing {
             if i.get("ip").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
@@ -609,16 +586,8 @@ fn base64_encode(bytes: &[u8]) -> String {
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 {
-            T[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if chunk.len() > 2 {
-            T[n as usize & 63] as char
-        } else {
-            '='
-        });
+        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
     }
     out
 }
@@ -693,10 +662,7 @@ fn default_statefulset(obj: &mut Value) {
 // ---- batch ----------------------------------------------------------------------------------
 
 fn default_job(obj: &mut Value) {
-    let tmpl_labels = obj
-        .pointer("/spec/template/metadata/labels")
-        .cloned()
-        .filter(|l| l.is_object());
+    let tmpl_labels = obj.pointer("/spec/template/metadata/labels").cloned().filter(|l| l.is_object());
     let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
@@ -720,19 +686,12 @@ fn default_job(obj: &mut Value) {
             }
         }
     }
-    set_str(
-        spec,
-        "podReplacementPolicy",
-        if has_pfp { "Failed" } else { "TerminatingOrFailed" },
-    );
+    set_str(spec, "podReplacementPolicy", if has_pfp { "Failed" } else { "TerminatingOrFailed" });
     default_template_in(spec);
     if let Some(labels) = tmpl_labels
         && let Some(meta) = ensure_obj(obj, "metadata")
     {
-        let empty = meta
-            .get("labels")
-            .and_then(Value::as_object)
-            .is_none_or(|m| m.is_empty());
+        let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
         if empty {
             meta["labels"] = labels;
         }
@@ -746,20 +705,9 @@ pub fn job_generate_selector(obj: &mut Value) {
     if manual || !obj.is_object() {
         return;
     }
-    let name = obj
-        .pointer("/metadata/name")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let uid = obj
-        .pointer("/metadata/uid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_string();
-    let job_labels_empty = obj
-        .pointer("/metadata/labels")
-        .and_then(Value::as_object)
-        .is_none_or(|m| m.is_empty());
+    let name = obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("").to_string();
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+    let job_labels_empty = obj.pointer("/metadata/labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
     let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
@@ -777,12 +725,10 @@ pub fn job_generate_selector(obj: &mut Value) {
         }
         generated = labels.clone();
     }
-    if let Some(ml) = ensure_obj(spec, "selector")
-        .and_then(|s| ensure_obj(s, "matchLabels"))
-        .and_then(Value::as_object_mut)
+    if let Some(ml) =
+        ensure_obj(spec, "selector").and_then(|s| ensure_obj(s, "matchLabels")).and_then(Value::as_object_mut)
     {
-        ml.entry("batch.kubernetes.io/controller-uid")
-            .or_insert_with(|| Value::from(uid.as_str()));
+        ml.entry("batch.kubernetes.io/controller-uid").or_insert_with(|| Value::from(uid.as_str()));
     }
     // Upstream's job labels share the template's label map when they were defaulted from it.
     if job_labels_empty && let Some(meta) = ensure_obj(obj, "metadata") {
@@ -816,20 +762,10 @@ fn default_network_policy(obj: &mut Value) {
             }
         }
     }
-    let empty = spec
-        .get("policyTypes")
-        .and_then(Value::as_array)
-        .is_none_or(Vec::is_empty);
+    let empty = spec.get("policyTypes").and_then(Value::as_array).is_none_or(Vec::is_empty);
     if empty {
-        let egress = spec
-            .get("egress")
-            .and_then(Value::as_array)
-            .is_some_and(|e| !e.is_empty());
-        spec["policyTypes"] = if egress {
-            json!(["Ingress", "Egress"])
-        } else {
-            json!(["Ingress"])
-        };
+        let egress = spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty());
+        spec["policyTypes"] = if egress { json!(["Ingress", "Egress"]) } else { json!(["Ingress"]) };
     }
 }
 
@@ -859,11 +795,7 @@ fn default_hpa(version: &str, obj: &mut Value) {
         if let Some(down) = ensure_obj(b, "scaleDown") {
             set(down, "stabilizationWindowSeconds", json!(300));
             set(down, "selectPolicy", json!("Max"));
-            set(
-                down,
-                "policies",
-                json!([{"type":"Percent","value":100,"periodSeconds":15}]),
-            );
+            set(down, "policies", json!([{"type":"Percent","value":100,"periodSeconds":15}]));
         }
     }
 }
@@ -908,10 +840,7 @@ mod tests {
         assert_eq!(pod["terminationGracePeriodSeconds"], 30);
         assert_eq!(pod["schedulerName"], "default-scheduler");
         assert_eq!(pod["securityContext"], json!({}));
-        assert!(
-            pod.get("enableServiceLinks").is_none(),
-            "only Pods get enableServiceLinks"
-        );
+        assert!(pod.get("enableServiceLinks").is_none(), "only Pods get enableServiceLinks");
         let c = &pod["containers"][0];
         assert_eq!(c["imagePullPolicy"], "Always");
         assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
@@ -956,9 +885,7 @@ mod tests {
         assert_eq!(pod_qos_class(&mk(json!({}))), "BestEffort");
         assert_eq!(pod_qos_class(&mk(json!({"requests":{"cpu":"1"}}))), "Burstable");
         assert_eq!(
-            pod_qos_class(&mk(
-                json!({"requests":{"cpu":"1","memory":"1Gi"},"limits":{"cpu":"1","memory":"1Gi"}})
-            )),
+            pod_qos_class(&mk(json!({"requests":{"cpu":"1","memory":"1Gi"},"limits":{"cpu":"1","memory":"1Gi"}}))),
             "Guaranteed"
         );
     }
@@ -1005,10 +932,7 @@ mod tests {
         assert_eq!(spec["template"]["spec"]["restartPolicy"], "Never");
         j["metadata"]["uid"] = json!("abc");
         job_generate_selector(&mut j);
-        assert_eq!(
-            j["spec"]["selector"],
-            json!({"matchLabels":{"batch.kubernetes.io/controller-uid":"abc"}})
-        );
+        assert_eq!(j["spec"]["selector"], json!({"matchLabels":{"batch.kubernetes.io/controller-uid":"abc"}}));
         let labels = json!({"batch.kubernetes.io/controller-uid":"abc","batch.kubernetes.io/job-name":"pi",
             "controller-uid":"abc","job-name":"pi"});
         assert_eq!(j["spec"]["template"]["metadata"]["labels"], labels);
@@ -1024,10 +948,7 @@ mod tests {
     fn other_kinds() {
         let mut sts = json!({"spec":{"volumeClaimTemplates":[{"metadata":{"name":"d"},"spec":{}}]}});
         apply_defaults("apps", "v1", "StatefulSet", &mut sts);
-        assert_eq!(
-            sts["spec"]["updateStrategy"],
-            json!({"type":"RollingUpdate","rollingUpdate":{"partition":0}})
-        );
+        assert_eq!(sts["spec"]["updateStrategy"], json!({"type":"RollingUpdate","rollingUpdate":{"partition":0}}));
         assert_eq!(
             sts["spec"]["persistentVolumeClaimRetentionPolicy"],
             json!({"whenDeleted":"Retain","whenScaled":"Retain"})
@@ -1055,10 +976,7 @@ mod tests {
         apply_defaults("batch", "v1", "CronJob", &mut cj);
         assert_eq!(cj["spec"]["concurrencyPolicy"], "Allow");
         assert_eq!(cj["spec"]["successfulJobsHistoryLimit"], 3);
-        assert_eq!(
-            cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"],
-            "Always"
-        );
+        assert_eq!(cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"], "Always");
         let mut np = json!({"spec":{"podSelector":{},"egress":[{"ports":[{"port":53}]}]}});
         apply_defaults("networking.k8s.io", "v1", "NetworkPolicy", &mut np);
         assert_eq!(np["spec"]["policyTypes"], json!(["Ingress", "Egress"]));

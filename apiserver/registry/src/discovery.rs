@@ -51,11 +51,8 @@ fn group_json(group: &str, versions: &[&str]) -> Value {
 /// `/apis`: every named group (the core group is not listed) with its versions,
 /// preferred version first.
 pub fn api_group_list(resources: &[&ResourceInfo]) -> Value {
-    let groups: Vec<Value> = groups_of(resources)
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .map(|(g, vs)| group_json(g, &vs))
-        .collect();
+    let groups: Vec<Value> =
+        groups_of(resources).into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, vs)| group_json(g, &vs)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
@@ -74,11 +71,8 @@ pub fn api_group(resources: &[&ResourceInfo], group: &str) -> Option<Value> {
 }
 
 fn selected<'a>(resources: &[&'a ResourceInfo], group: &str, version: &str) -> Vec<&'a ResourceInfo> {
-    let mut out: Vec<&'a ResourceInfo> = resources
-        .iter()
-        .copied()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let mut out: Vec<&'a ResourceInfo> =
+        resources.iter().copied().filter(|r| r.group == group && r.version == version).collect();
     out.sort_by(|a, b| a.resource.cmp(b.resource));
     out
 }
@@ -144,11 +138,7 @@ pub fn api_resource_list(resources: &[&ResourceInfo], group: &str, version: &str
         }
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
-    let group_version = if group.is_empty() {
-        version.to_string()
-    } else {
-        format!("{group}/{version}")
-    };
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
     Some(json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
@@ -167,10 +157,7 @@ fn resource_discovery(r: &ResourceInfo) -> Value {
     // Upstream derives responseKind from the APIResource entry, whose group and
     // version are only set when they differ from the serving group/version.
     m.insert("responseKind".into(), gvk_json("", "", r.kind));
-    m.insert(
-        "scope".into(),
-        json!(if r.namespaced { "Namespaced" } else { "Cluster" }),
-    );
+    m.insert("scope".into(), json!(if r.namespaced { "Namespaced" } else { "Cluster" }));
     m.insert("singularResource".into(), json!(r.singular));
     m.insert("verbs".into(), strings(r.verbs));
     if !r.short_names.is_empty() {
@@ -202,10 +189,7 @@ fn group_discovery(resources: &[&ResourceInfo], group: &str, versions: &[&str]) 
     let versions: Vec<Value> = versions
         .iter()
         .map(|v| {
-            let rs: Vec<Value> = selected(resources, group, v)
-                .into_iter()
-                .map(resource_discovery)
-                .collect();
+            let rs: Vec<Value> = selected(resources, group, v).into_iter().map(resource_discovery).collect();
             json!({"version": v, "resources": rs, "freshness": "Current"})
         })
         .collect();
@@ -272,9 +256,8 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
         0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
         0xc67178f2,
     ];
-    let mut h: [u32; 8] = [
-        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
-    ];
+    let mut h: [u32; 8] =
+        [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
     let mut msg = data.to_vec();
     let bit_len = (data.len() as u64).wrapping_mul(8);
     msg.push(0x80);
@@ -296,11 +279,7 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
         for i in 0..64 {
             let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
             let ch = (e & f) ^ (!e & g);
-            let t1 = hh
-                .wrapping_add(s1)
-                .wrapping_add(ch)
-                .wrapping_add(K[i])
-                .wrapping_add(w[i]);
+            let t1 = hh.wrapping_add(s1).wrapping_add(ch).wrapping_add(K[i]).wrapping_add(w[i]);
             let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
             let maj = (a & b) ^ (a & c) ^ (b & c);
             let t2 = s0.wrapping_add(maj);
@@ -339,19 +318,10 @@ mod tests {
 
     #[test]
     fn sha256_known_vectors() {
-        assert_eq!(
-            hex(&sha256(b"")),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(
-            hex(&sha256(b"abc")),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(hex(&sha256(b"")), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(hex(&sha256(b"abc")), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         let long = b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-        assert_eq!(
-            hex(&sha256(long)),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
-        );
+        assert_eq!(hex(&sha256(long)), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
     }
 
     #[test]
@@ -374,28 +344,16 @@ mod tests {
         let doc = api_resource_list(&table(), "apps", "v1").unwrap_or(Value::Null);
         assert_eq!(doc["groupVersion"], "apps/v1");
         let resources = doc["resources"].as_array().cloned().unwrap_or_default();
-        let scale = resources
-            .iter()
-            .find(|r| r["name"] == "deployments/scale")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let scale = resources.iter().find(|r| r["name"] == "deployments/scale").cloned().unwrap_or(Value::Null);
         assert_eq!(scale["group"], "autoscaling");
         assert_eq!(scale["version"], "v1");
         assert_eq!(scale["kind"], "Scale");
         assert_eq!(scale["namespaced"], true);
         assert_eq!(scale["verbs"], json!(["get", "patch", "update"]));
-        let status = resources
-            .iter()
-            .find(|r| r["name"] == "deployments/status")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let status = resources.iter().find(|r| r["name"] == "deployments/status").cloned().unwrap_or(Value::Null);
         assert_eq!(status["kind"], "Deployment");
         assert!(status.get("group").is_none());
-        let deploy = resources
-            .iter()
-            .find(|r| r["name"] == "deployments")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let deploy = resources.iter().find(|r| r["name"] == "deployments").cloned().unwrap_or(Value::Null);
         assert_eq!(deploy["shortNames"], json!(["deploy"]));
         assert_eq!(deploy["categories"], json!(["all"]));
         assert_eq!(deploy["singularName"], "deployment");
@@ -411,13 +369,7 @@ mod tests {
         let doc = api_resource_list(&table(), "", "v1").unwrap_or(Value::Null);
         assert_eq!(doc["groupVersion"], "v1");
         let resources = doc["resources"].as_array().cloned().unwrap_or_default();
-        let find = |n: &str| {
-            resources
-                .iter()
-                .find(|r| r["name"] == n)
-                .cloned()
-                .unwrap_or(Value::Null)
-        };
+        let find = |n: &str| resources.iter().find(|r| r["name"] == n).cloned().unwrap_or(Value::Null);
         assert_eq!(find("pods")["storageVersionHash"], "xPOwRZ+Yhw8=");
         assert_eq!(find("pods/eviction")["group"], "policy");
         assert_eq!(find("pods/log")["kind"], "Pod");
@@ -432,11 +384,8 @@ mod tests {
     fn shared_storage_shares_hash() {
         let t = table();
         let hash_of = |g: &str, v: &str, r: &str| {
-            api_resource_list(&t, g, v).and_then(|d| {
-                d["resources"]
-                    .as_array()
-                    .and_then(|rs| rs.iter().find(|x| x["name"] == r).cloned())
-            })
+            api_resource_list(&t, g, v)
+                .and_then(|d| d["resources"].as_array().and_then(|rs| rs.iter().find(|x| x["name"] == r).cloned()))
         };
         let v1 = hash_of("autoscaling", "v1", "horizontalpodautoscalers").unwrap_or(Value::Null);
         let v2 = hash_of("autoscaling", "v2", "horizontalpodautoscalers").unwrap_or(Value::Null);
@@ -453,11 +402,7 @@ mod tests {
         let groups = doc["groups"].as_array().cloned().unwrap_or_default();
         assert_eq!(groups[0]["name"], "apps");
         assert!(groups.iter().all(|g| g["name"] != ""));
-        let autoscaling = groups
-            .iter()
-            .find(|g| g["name"] == "autoscaling")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let autoscaling = groups.iter().find(|g| g["name"] == "autoscaling").cloned().unwrap_or(Value::Null);
         assert_eq!(autoscaling["preferredVersion"]["groupVersion"], "autoscaling/v2");
         assert_eq!(autoscaling["versions"][1]["version"], "v1");
         let g = api_group(&table(), "batch").unwrap_or(Value::Null);
@@ -492,21 +437,14 @@ mod tests {
             .as_array()
             .and_then(|s| s.iter().find(|x| x["subresource"] == "eviction").cloned())
             .unwrap_or(Value::Null);
-        assert_eq!(
-            eviction["responseKind"],
-            json!({"group": "policy", "version": "v1", "kind": "Eviction"})
-        );
+        assert_eq!(eviction["responseKind"], json!({"group": "policy", "version": "v1", "kind": "Eviction"}));
         assert_eq!(eviction["verbs"], json!(["create"]));
 
         let apis = aggregated_apis(&t, AggregatedVersion::V2Beta1);
         assert_eq!(apis["apiVersion"], "apidiscovery.k8s.io/v2beta1");
         let items = apis["items"].as_array().cloned().unwrap_or_default();
         assert_eq!(items[0]["metadata"]["name"], "apps");
-        let autoscaling = items
-            .iter()
-            .find(|i| i["metadata"]["name"] == "autoscaling")
-            .cloned()
-            .unwrap_or(Value::Null);
+        let autoscaling = items.iter().find(|i| i["metadata"]["name"] == "autoscaling").cloned().unwrap_or(Value::Null);
         assert_eq!(autoscaling["versions"][0]["version"], "v2");
         let nodes_scope = v1["resources"]
             .as_array()
@@ -521,9 +459,6 @@ mod tests {
             .as_array()
             .and_then(|s| s.iter().find(|x| x["subresource"] == "scale").cloned())
             .unwrap_or(Value::Null);
-        assert_eq!(
-            scale["responseKind"],
-            json!({"group": "autoscaling", "version": "v1", "kind": "Scale"})
-        );
+        assert_eq!(scale["responseKind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
     }
 }

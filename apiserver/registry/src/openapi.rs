@@ -46,9 +46,7 @@ pub fn definition_name(group: &str, version: &str, kind: &str) -> Option<&'stati
         }
         m
     });
-    index
-        .get(&(group.to_string(), version.to_string(), kind.to_string()))
-        .copied()
+    index.get(&(group.to_string(), version.to_string(), kind.to_string())).copied()
 }
 
 fn schema_ref(group: &str, version: &str, kind: &str) -> Value {
@@ -86,18 +84,10 @@ fn p_pretty() -> Value {
     query("pretty", "string", "If 'true', the output is pretty printed.")
 }
 fn p_dry_run() -> Value {
-    query(
-        "dryRun",
-        "string",
-        "When present, the request is processed without persisting anything. Valid value: All.",
-    )
+    query("dryRun", "string", "When present, the request is processed without persisting anything. Valid value: All.")
 }
 fn p_field_manager() -> Value {
-    query(
-        "fieldManager",
-        "string",
-        "Name of the actor making the change, recorded in managedFields.",
-    )
+    query("fieldManager", "string", "Name of the actor making the change, recorded in managedFields.")
 }
 fn p_field_validation() -> Value {
     query(
@@ -107,11 +97,7 @@ fn p_field_validation() -> Value {
     )
 }
 fn p_force() -> Value {
-    query(
-        "force",
-        "boolean",
-        "Force an apply request, taking over fields owned by other managers. Apply patches only.",
-    )
+    query("force", "boolean", "Force an apply request, taking over fields owned by other managers. Apply patches only.")
 }
 
 fn list_params() -> Vec<Value> {
@@ -121,21 +107,9 @@ fn list_params() -> Vec<Value> {
         query("fieldSelector", "string", "Restrict the results by their fields."),
         query("labelSelector", "string", "Restrict the results by their labels."),
         query("limit", "integer", "Maximum number of results to return in one page."),
-        query(
-            "resourceVersion",
-            "string",
-            "Resource version constraint for the list or watch start.",
-        ),
-        query(
-            "resourceVersionMatch",
-            "string",
-            "How resourceVersion is applied to a list: Exact or NotOlderThan.",
-        ),
-        query(
-            "sendInitialEvents",
-            "boolean",
-            "Start a watch with synthetic ADDED events for the current state.",
-        ),
+        query("resourceVersion", "string", "Resource version constraint for the list or watch start."),
+        query("resourceVersionMatch", "string", "How resourceVersion is applied to a list: Exact or NotOlderThan."),
+        query("sendInitialEvents", "boolean", "Start a watch with synthetic ADDED events for the current state."),
         query("timeoutSeconds", "integer", "Timeout of the list or watch call."),
         query("watch", "boolean", "Watch for changes instead of listing."),
     ]
@@ -145,22 +119,14 @@ fn delete_params() -> Vec<Value> {
     vec![
         body(meta_ref("DeleteOptions"), false),
         p_dry_run(),
-        query(
-            "gracePeriodSeconds",
-            "integer",
-            "Seconds before the object is deleted; 0 deletes immediately.",
-        ),
+        query("gracePeriodSeconds", "integer", "Seconds before the object is deleted; 0 deletes immediately."),
         query(
             "ignoreStoreReadErrorWithClusterBreakingPotential",
             "boolean",
             "Delete objects that cannot be read from storage (unsafe).",
         ),
         query("orphanDependents", "boolean", "Deprecated: use propagationPolicy."),
-        query(
-            "propagationPolicy",
-            "string",
-            "Garbage collection policy: Orphan, Background or Foreground.",
-        ),
+        query("propagationPolicy", "string", "Garbage collection policy: Orphan, Background or Foreground."),
     ]
 }
 
@@ -168,28 +134,12 @@ fn delete_collection_params() -> Vec<Value> {
     let mut ps = delete_params();
     ps.extend([
         query("continue", "string", "Continue token from a previous paginated list."),
-        query(
-            "fieldSelector",
-            "string",
-            "Restrict the deleted objects by their fields.",
-        ),
-        query(
-            "labelSelector",
-            "string",
-            "Restrict the deleted objects by their labels.",
-        ),
+        query("fieldSelector", "string", "Restrict the deleted objects by their fields."),
+        query("labelSelector", "string", "Restrict the deleted objects by their labels."),
         query("limit", "integer", "Maximum number of objects to list per page."),
         query("resourceVersion", "string", "Resource version constraint for the list."),
-        query(
-            "resourceVersionMatch",
-            "string",
-            "How resourceVersion is applied: Exact or NotOlderThan.",
-        ),
-        query(
-            "sendInitialEvents",
-            "boolean",
-            "Start a watch with synthetic ADDED events for the current state.",
-        ),
+        query("resourceVersionMatch", "string", "How resourceVersion is applied: Exact or NotOlderThan."),
+        query("sendInitialEvents", "boolean", "Start a watch with synthetic ADDED events for the current state."),
         query("timeoutSeconds", "integer", "Timeout of the list call."),
     ]);
     ps.sort_by(|a, b| param_name(a).cmp(param_name(b)));
@@ -205,24 +155,14 @@ fn write_params(schema: Value) -> Vec<Value> {
 }
 
 fn patch_params() -> Vec<Value> {
-    vec![
-        body(meta_ref("Patch"), true),
-        p_dry_run(),
-        p_field_manager(),
-        p_field_validation(),
-        p_force(),
-    ]
+    vec![body(meta_ref("Patch"), true), p_dry_run(), p_field_manager(), p_field_validation(), p_force()]
 }
 
 /// Extra query parameters of streaming/connect subresources.
 fn subresource_query_params(sub: &str) -> Vec<Value> {
     let stdio = || {
         vec![
-            query(
-                "container",
-                "string",
-                "Container to attach to; defaults to the only container.",
-            ),
+            query("container", "string", "Container to attach to; defaults to the only container."),
             query("stderr", "boolean", "Redirect the container's standard error."),
             query("stdin", "boolean", "Redirect the container's standard input."),
             query("stdout", "boolean", "Redirect the container's standard output."),
@@ -231,11 +171,7 @@ fn subresource_query_params(sub: &str) -> Vec<Value> {
     };
     match sub {
         "exec" => {
-            let mut ps = vec![query(
-                "command",
-                "string",
-                "Command to run, one argument per parameter.",
-            )];
+            let mut ps = vec![query("command", "string", "Command to run, one argument per parameter.")];
             ps.extend(stdio());
             ps
         }
@@ -245,17 +181,9 @@ fn subresource_query_params(sub: &str) -> Vec<Value> {
         "log" => vec![
             query("container", "string", "Container whose log to return."),
             query("follow", "boolean", "Stream the log as it grows."),
-            query(
-                "insecureSkipTLSVerifyBackend",
-                "boolean",
-                "Skip verifying the kubelet's serving certificate.",
-            ),
+            query("insecureSkipTLSVerifyBackend", "boolean", "Skip verifying the kubelet's serving certificate."),
             query("limitBytes", "integer", "Stop after this many bytes."),
-            query(
-                "previous",
-                "boolean",
-                "Return the log of the previous, terminated container.",
-            ),
+            query("previous", "boolean", "Return the log of the previous, terminated container."),
             query("sinceSeconds", "integer", "Only lines newer than this many seconds."),
             query("stream", "string", "Which stream to return: All, Stdout or Stderr."),
             query("tailLines", "integer", "Only the last lines of the log."),
@@ -268,17 +196,10 @@ fn subresource_query_params(sub: &str) -> Vec<Value> {
 // ---------------------------------------------------------------------------
 // Operations and paths (swagger 2.0 form)
 
-const PRODUCES: [&str; 4] = [
-    "application/json",
-    "application/yaml",
-    "application/vnd.kubernetes.protobuf",
-    "application/cbor",
-];
-const WATCH_PRODUCES: [&str; 3] = [
-    "application/json;stream=watch",
-    "application/vnd.kubernetes.protobuf;stream=watch",
-    "application/cbor-seq",
-];
+const PRODUCES: [&str; 4] =
+    ["application/json", "application/yaml", "application/vnd.kubernetes.protobuf", "application/cbor"];
+const WATCH_PRODUCES: [&str; 3] =
+    ["application/json;stream=watch", "application/vnd.kubernetes.protobuf;stream=watch", "application/cbor-seq"];
 const PATCH_CONSUMES: [&str; 5] = [
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -355,11 +276,7 @@ fn operation(op: OpSpec, group: &str, version: &str) -> Value {
 }
 
 fn base_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("/api/{version}")
-    } else {
-        format!("/apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") }
 }
 
 /// The swagger 2.0 path items of one resource (collection, item, all-namespaces
@@ -371,11 +288,7 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
     let gvk = || (g.to_string(), v.to_string(), r.kind.to_string());
     let kind_schema = || schema_ref(g, v, r.kind);
     let deleted = || {
-        if r.delete_returns_object() {
-            kind_schema()
-        } else {
-            meta_ref("Status")
-        }
+        if r.delete_returns_object() { kind_schema() } else { meta_ref("Status") }
     };
     let list_schema = || schema_ref(g, v, &format!("{}List", r.kind));
     let base = base_path(g, v);
@@ -385,19 +298,11 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
         format!("{base}/{}", r.resource)
     };
     let item = format!("{collection}/{{name}}");
-    let ns_param = || {
-        path_param(
-            "namespace",
-            "object name and auth scope, such as for teams and projects",
-        )
-    };
+    let ns_param = || path_param("namespace", "object name and auth scope, such as for teams and projects");
     let name_param = |kind: &str| path_param("name", &format!("name of the {kind}"));
     let standard = |schema: Value| {
         (
-            vec![
-                ("200", "OK", Some(schema.clone())),
-                ("201", "Created", Some(schema.clone())),
-            ],
+            vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema.clone()))],
             vec![
                 ("200", "OK", Some(schema.clone())),
                 ("201", "Created", Some(schema.clone())),
@@ -569,11 +474,7 @@ fn subresource_paths(
     let sub_camel = capitalize(s.name);
     let gvk = || (s.group.to_string(), s.version.to_string(), s.kind.to_string());
     let path = format!("{item}/{}", s.name);
-    let mut path_params: Vec<Value> = item_params
-        .iter()
-        .filter(|p| param_name(p) != "pretty")
-        .cloned()
-        .collect();
+    let mut path_params: Vec<Value> = item_params.iter().filter(|p| param_name(p) != "pretty").cloned().collect();
     if let Some(n) = path_params.iter_mut().find(|p| param_name(p) == "name") {
         *n = path_param("name", &format!("name of the {}", s.kind));
     }
@@ -612,15 +513,7 @@ fn subresource_paths(
                 params.push(path_param("path", "path to the resource"));
             }
             params.extend(subresource_query_params(s.name));
-            out.push((
-                if with_path {
-                    format!("{path}/{{path}}")
-                } else {
-                    path.clone()
-                },
-                params,
-                ops,
-            ));
+            out.push((if with_path { format!("{path}/{{path}}") } else { path.clone() }, params, ops));
         }
         return out;
     }
@@ -683,10 +576,7 @@ fn subresource_paths(
             params: write_params(schema.clone()),
             consumes: vec!["*/*"],
             produces: PRODUCES.to_vec(),
-            responses: vec![
-                ("200", "OK", Some(schema.clone())),
-                ("201", "Created", Some(schema.clone())),
-            ],
+            responses: vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema.clone()))],
         });
     }
     if s.verbs.contains(&"patch") {
@@ -734,11 +624,7 @@ pub fn v2(resources: &[&ResourceInfo]) -> Value {
 
 /// The `/openapi/v3` path of a group/version document: `api/v1`, `apis/apps/v1`.
 pub fn v3_path(group: &str, version: &str) -> String {
-    if group.is_empty() {
-        format!("api/{version}")
-    } else {
-        format!("apis/{group}/{version}")
-    }
+    if group.is_empty() { format!("api/{version}") } else { format!("apis/{group}/{version}") }
 }
 
 /// `/openapi/v3`: every group/version document with a content hash (upper-case
@@ -751,15 +637,9 @@ pub fn v3_index(resources: &[&ResourceInfo]) -> Value {
                 continue;
             };
             let bytes = serde_json::to_vec(&doc).unwrap_or_default();
-            let hash: String = crate::discovery::sha256(&bytes)
-                .iter()
-                .map(|b| format!("{b:02X}"))
-                .collect();
+            let hash: String = crate::discovery::sha256(&bytes).iter().map(|b| format!("{b:02X}")).collect();
             let p = v3_path(g, v);
-            paths.insert(
-                p.clone(),
-                json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}),
-            );
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
         }
     }
     json!({"paths": paths})
@@ -768,10 +648,7 @@ pub fn v3_index(resources: &[&ResourceInfo]) -> Value {
 /// `/openapi/v3/api/v1`, `/openapi/v3/apis/<group>/<version>`: the paths of that
 /// group/version and every schema they reach. `None` if nothing is served there.
 pub fn v3_group_version(resources: &[&ResourceInfo], group: &str, version: &str) -> Option<Value> {
-    let selected: Vec<&&ResourceInfo> = resources
-        .iter()
-        .filter(|r| r.group == group && r.version == version)
-        .collect();
+    let selected: Vec<&&ResourceInfo> = resources.iter().filter(|r| r.group == group && r.version == version).collect();
     if selected.is_empty() {
         return None;
     }
@@ -823,10 +700,8 @@ fn convert_schema(v: &Value) -> Value {
             let mut out = Map::new();
             for (k, val) in m {
                 if let (true, Some(s)) = (k == "$ref", val.as_str()) {
-                    let target = s
-                        .strip_prefix(V2_PREFIX)
-                        .map(|n| format!("{V3_PREFIX}{n}"))
-                        .unwrap_or_else(|| s.into());
+                    let target =
+                        s.strip_prefix(V2_PREFIX).map(|n| format!("{V3_PREFIX}{n}")).unwrap_or_else(|| s.into());
                     out.insert(k.clone(), Value::String(target));
                     continue;
                 }
@@ -901,10 +776,8 @@ fn convert_operation(op: &Value) -> Value {
                 for p in v.as_array().into_iter().flatten() {
                     if p.get("in").and_then(Value::as_str) == Some("body") {
                         let schema = convert_schema(p.get("schema").unwrap_or(&Value::Null));
-                        let content: Map<String, Value> = consumes
-                            .iter()
-                            .map(|c| (c.clone(), json!({"schema": schema})))
-                            .collect();
+                        let content: Map<String, Value> =
+                            consumes.iter().map(|c| (c.clone(), json!({"schema": schema}))).collect();
                         let mut rb = json!({"content": content});
                         if p.get("required").and_then(Value::as_bool) == Some(true) {
                             rb["required"] = json!(true);
@@ -927,10 +800,8 @@ fn convert_operation(op: &Value) -> Value {
                     }
                     if let Some(s) = r.get("schema") {
                         let schema = convert_schema(s);
-                        let content: Map<String, Value> = produces
-                            .iter()
-                            .map(|c| (c.clone(), json!({"schema": schema})))
-                            .collect();
+                        let content: Map<String, Value> =
+                            produces.iter().map(|c| (c.clone(), json!({"schema": schema}))).collect();
                         nr.insert("content".into(), Value::Object(content));
                     }
                     rs.insert(code.clone(), Value::Object(nr));
@@ -986,14 +857,8 @@ mod tests {
 
     #[test]
     fn definition_names() {
-        assert_eq!(
-            definition_name("apps", "v1", "Deployment"),
-            Some("io.k8s.api.apps.v1.Deployment")
-        );
-        assert_eq!(
-            definition_name("autoscaling", "v1", "Scale"),
-            Some("io.k8s.api.autoscaling.v1.Scale")
-        );
+        assert_eq!(definition_name("apps", "v1", "Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
+        assert_eq!(definition_name("autoscaling", "v1", "Scale"), Some("io.k8s.api.autoscaling.v1.Scale"));
         assert_eq!(definition_name("", "v1", "PodList"), Some("io.k8s.api.core.v1.PodList"));
         assert_eq!(definition_name("example.com", "v1", "Widget"), None);
     }
@@ -1003,10 +868,7 @@ mod tests {
         let doc = v3_group_version(&table(), "apps", "v1").unwrap_or(Value::Null);
         assert_eq!(doc["openapi"], "3.0.0");
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
-        assert!(
-            paths.keys().all(|p| p.starts_with("/apis/apps/v1/")),
-            "only apps/v1 paths"
-        );
+        assert!(paths.keys().all(|p| p.starts_with("/apis/apps/v1/")), "only apps/v1 paths");
         let item = &paths["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"];
         let patch = &item["patch"];
         assert_eq!(patch["x-kubernetes-action"], "patch");
@@ -1014,12 +876,8 @@ mod tests {
             patch["x-kubernetes-group-version-kind"],
             json!({"group": "apps", "version": "v1", "kind": "Deployment"})
         );
-        let names: Vec<&str> = patch["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["name"].as_str())
-            .collect();
+        let names: Vec<&str> =
+            patch["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
         for n in ["fieldValidation", "dryRun", "fieldManager", "force"] {
             assert!(names.contains(&n), "{n} missing from {names:?}");
         }
@@ -1029,11 +887,7 @@ mod tests {
         // checks the first it finds, in map order).
         for (p, item) in &paths {
             if let Some(op) = item.get("patch") {
-                let has = op["parameters"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .any(|x| x["name"] == "fieldValidation");
+                let has = op["parameters"].as_array().into_iter().flatten().any(|x| x["name"] == "fieldValidation");
                 assert!(has, "{p}");
             }
         }
@@ -1043,9 +897,7 @@ mod tests {
         all_refs(&doc, &mut refs);
         assert!(!refs.is_empty());
         for r in &refs {
-            let name = r
-                .strip_prefix("#/components/schemas/")
-                .unwrap_or_else(|| panic!("bad ref {r}"));
+            let name = r.strip_prefix("#/components/schemas/").unwrap_or_else(|| panic!("bad ref {r}"));
             assert!(schemas.contains_key(name), "unresolved {r}");
         }
         // kubectl explain finds the kind's schema by its GVK extension.
@@ -1055,10 +907,7 @@ mod tests {
         assert!(schemas.contains_key("io.k8s.api.autoscaling.v1.Scale"));
         // A $ref with a description sibling becomes allOf.
         let spec = &dep["properties"]["spec"];
-        assert_eq!(
-            spec["allOf"][0]["$ref"],
-            "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"
-        );
+        assert_eq!(spec["allOf"][0]["$ref"], "#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec");
         assert!(spec["description"].is_string());
         // Schemas not reachable from apps/v1 are left out.
         assert!(!schemas.contains_key("io.k8s.api.batch.v1.Job"));
@@ -1069,21 +918,11 @@ mod tests {
         let doc = v3_group_version(&table(), "apps", "v1").unwrap_or(Value::Null);
         let list = &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments"]["get"];
         assert_eq!(list["x-kubernetes-action"], "list");
-        let names: Vec<&str> = list["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["name"].as_str())
-            .collect();
-        for n in [
-            "labelSelector",
-            "fieldSelector",
-            "limit",
-            "continue",
-            "watch",
-            "resourceVersion",
-            "sendInitialEvents",
-        ] {
+        let names: Vec<&str> =
+            list["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+        for n in
+            ["labelSelector", "fieldSelector", "limit", "continue", "watch", "resourceVersion", "sendInitialEvents"]
+        {
             assert!(names.contains(&n), "{n}");
         }
         let ok = &list["responses"]["200"]["content"]["application/json"]["schema"]["$ref"];
@@ -1102,19 +941,12 @@ mod tests {
         let paths = doc["paths"].as_object().cloned().unwrap_or_default();
         let pod = &paths["/api/v1/namespaces/{namespace}/pods/{name}"];
         assert_eq!(pod["delete"]["x-kubernetes-action"], "delete");
-        let del: Vec<&str> = pod["delete"]["parameters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|p| p["name"].as_str())
-            .collect();
+        let del: Vec<&str> =
+            pod["delete"]["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
         for n in ["gracePeriodSeconds", "propagationPolicy", "orphanDependents", "dryRun"] {
             assert!(del.contains(&n), "{n}");
         }
-        assert_eq!(
-            pod["get"]["responses"]["200"]["schema"]["$ref"],
-            "#/definitions/io.k8s.api.core.v1.Pod"
-        );
+        assert_eq!(pod["get"]["responses"]["200"]["schema"]["$ref"], "#/definitions/io.k8s.api.core.v1.Pod");
         let exec = &paths["/api/v1/namespaces/{namespace}/pods/{name}/exec"];
         assert_eq!(exec["post"]["x-kubernetes-action"], "connect");
         assert!(exec["get"].is_object());

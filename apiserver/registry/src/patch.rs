@@ -29,11 +29,7 @@ pub const MAX_JSON_PATCH_OPERATIONS: usize = 10_000;
 /// The 422 upstream returns when a patch is well-formed but cannot be applied
 /// (`NewGenericServerResponse(422, ...)`: the detail is not passed to the client).
 pub(crate) fn unprocessable() -> ApiError {
-    ApiError::new(
-        422,
-        Reason::Invalid,
-        "the server rejected our request due to an error in our request",
-    )
+    ApiError::new(422, Reason::Invalid, "the server rejected our request due to an error in our request")
 }
 
 /// How Go's `encoding/json` names a JSON value's type in unmarshal errors.
@@ -209,24 +205,16 @@ fn find_parent<'a>(doc: &'a mut Value, path: &str) -> Option<(&'a mut Value, Str
         }
     }
     let key = decode_token(tokens[tokens.len() - 1]);
-    if cur.is_object() || cur.is_array() {
-        Some((cur, key))
-    } else {
-        None
-    }
+    if cur.is_object() || cur.is_array() { Some((cur, key)) } else { None }
 }
 
 /// An existing element's index; negative indices count from the end.
 fn array_index(key: &str, len: usize) -> Result<usize, String> {
-    let idx: i64 = key
-        .parse()
-        .map_err(|_| format!("strconv.Atoi: parsing {key:?}: invalid syntax"))?;
+    let idx: i64 = key.parse().map_err(|_| format!("strconv.Atoi: parsing {key:?}: invalid syntax"))?;
     let len = len as i64;
     let idx = if idx < 0 { idx + len } else { idx };
     if idx < 0 || idx >= len {
-        return Err(format!(
-            "Unable to access invalid index: {key}: invalid index referenced"
-        ));
+        return Err(format!("Unable to access invalid index: {key}: invalid index referenced"));
     }
     Ok(idx as usize)
 }
@@ -265,16 +253,13 @@ fn container_add(con: &mut Value, key: &str, value: Value) -> Result<(), String>
                 a.push(value);
                 return Ok(());
             }
-            let idx: i64 = key
-                .parse()
-                .map_err(|_| format!("value was not a proper array index: '{key}': invalid syntax"))?;
+            let idx: i64 =
+                key.parse().map_err(|_| format!("value was not a proper array index: '{key}': invalid syntax"))?;
             // Inserting may address one past the end.
             let size = a.len() as i64 + 1;
             let idx = if idx < 0 { idx + size } else { idx };
             if idx < 0 || idx >= size {
-                return Err(format!(
-                    "Unable to access invalid index: {key}: invalid index referenced"
-                ));
+                return Err(format!("Unable to access invalid index: {key}: invalid index referenced"));
             }
             a.insert(idx as usize, value);
             Ok(())
@@ -348,12 +333,9 @@ fn merge_into(target: &mut Value, patch: &Value) {
 /// Drop null members of objects, recursively (array elements that are null stay).
 pub(crate) fn prune_nulls(v: Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(
-            m.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, prune_nulls(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k, prune_nulls(v))).collect())
+        }
         Value::Array(a) => Value::Array(a.into_iter().map(prune_nulls).collect()),
         other => other,
     }
@@ -372,16 +354,12 @@ pub fn definition_for(group: &str, version: &str, kind: &str) -> Option<&'static
             for gvk in gvks {
                 let field = |f: &str| gvk.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
                 // No two definitions share a kind in 1.33; should that change, the first wins.
-                index
-                    .entry((field("group"), field("version"), field("kind")))
-                    .or_insert(name.as_str());
+                index.entry((field("group"), field("version"), field("kind"))).or_insert(name.as_str());
             }
         }
         index
     });
-    index
-        .get(&(group.to_string(), version.to_string(), kind.to_string()))
-        .copied()
+    index.get(&(group.to_string(), version.to_string(), kind.to_string())).copied()
 }
 
 #[cfg(test)]
@@ -426,10 +404,7 @@ mod tests {
         let err = json_patch(&deployment(), &patch).unwrap_err();
         assert_eq!(err.code, 422);
         assert_eq!(err.reason, Reason::Invalid);
-        assert_eq!(
-            err.message,
-            "the server rejected our request due to an error in our request"
-        );
+        assert_eq!(err.message, "the server rejected our request due to an error in our request");
         let mut doc = deployment();
         assert_eq!(
             apply_json_patch(&mut doc, patch.as_array().unwrap()).unwrap_err(),
@@ -458,18 +433,13 @@ mod tests {
     fn json_patch_go_library_quirks() {
         let doc = json!({"a": [1, 2, 3], "b": null});
         // Negative indices count from the end; add with -1 appends.
-        let out = json_patch(
-            &doc,
-            &json!([{"op": "remove", "path": "/a/-1"}, {"op": "add", "path": "/a/-1", "value": 9}]),
-        )
-        .unwrap();
+        let out =
+            json_patch(&doc, &json!([{"op": "remove", "path": "/a/-1"}, {"op": "add", "path": "/a/-1", "value": 9}]))
+                .unwrap();
         assert_eq!(out["a"], json!([1, 2, 9]));
         // test against null passes for a missing member and for a null one.
-        json_patch(
-            &doc,
-            &json!([{"op": "test", "path": "/zzz", "value": null}, {"op": "test", "path": "/b"}]),
-        )
-        .unwrap();
+        json_patch(&doc, &json!([{"op": "test", "path": "/zzz", "value": null}, {"op": "test", "path": "/b"}]))
+            .unwrap();
         // replace of a missing object member adds it.
         let out = json_patch(&doc, &json!([{"op": "replace", "path": "/c", "value": 1}])).unwrap();
         assert_eq!(out["c"], 1);
@@ -498,10 +468,7 @@ mod tests {
         let err = json_patch(&deployment(), &json!({"op": "add"})).unwrap_err();
         assert_eq!(
             (err.code, err.message.as_str()),
-            (
-                400,
-                "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
-            )
+            (400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
         );
         let err = json_patch(&deployment(), &json!(["add"])).unwrap_err();
         assert_eq!(err.code, 400);
@@ -510,10 +477,7 @@ mod tests {
             .collect();
         let err = json_patch(&deployment(), &Value::Array(many)).unwrap_err();
         assert_eq!(err.code, 413);
-        assert_eq!(
-            err.message,
-            "The allowed maximum operations in a JSON patch is 10000, got 10001"
-        );
+        assert_eq!(err.message, "The allowed maximum operations in a JSON patch is 10000, got 10001");
         assert_eq!(json_patch(&deployment(), &Value::Null).unwrap(), deployment());
     }
 
@@ -541,19 +505,12 @@ mod tests {
         assert_eq!(merge_patch(&deployment(), &Value::Null).unwrap_err().code, 400);
         let err = merge_patch(&deployment(), &json!([1])).unwrap_err();
         assert_eq!(err.code, 422);
-        assert!(
-            err.message.starts_with(" \"\" is invalid: patch: Invalid value:"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.starts_with(" \"\" is invalid: patch: Invalid value:"), "{}", err.message);
     }
 
     #[test]
     fn definitions_are_found_by_gvk() {
-        assert_eq!(
-            definition_for("apps", "v1", "Deployment"),
-            Some("io.k8s.api.apps.v1.Deployment")
-        );
+        assert_eq!(definition_for("apps", "v1", "Deployment"), Some("io.k8s.api.apps.v1.Deployment"));
         assert_eq!(definition_for("", "v1", "Pod"), Some("io.k8s.api.core.v1.Pod"));
         assert_eq!(definition_for("", "v1", "Nope"), None);
         assert_eq!(definition_for("apps", "v2", "Deployment"), None);

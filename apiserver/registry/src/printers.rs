@@ -46,10 +46,7 @@ impl IncludeObject {
 pub fn table(group: &str, resource: &str, objects: &[&Value], include: IncludeObject, now: DateTime<Utc>) -> Value {
     let (columns, mut printed): (Vec<Col>, Vec<(Row, &Value)>) = match printer_for(group, resource) {
         Some(p) => ((p.columns)(), objects.iter().map(|o| ((p.row)(o, now), *o)).collect()),
-        None => (
-            default_columns(),
-            objects.iter().map(|o| (default_row(o), *o)).collect(),
-        ),
+        None => (default_columns(), objects.iter().map(|o| (default_row(o), *o)).collect()),
     };
     if (group, resource) == ("flowcontrol.apiserver.k8s.io", "flowschemas") {
         // Upstream prints FlowSchemas in matching order: precedence, then name.
@@ -95,40 +92,24 @@ pub fn human_duration(d: chrono::Duration) -> String {
     let minutes = d.num_minutes();
     if minutes < 10 {
         let s = seconds % 60;
-        return if s == 0 {
-            format!("{minutes}m")
-        } else {
-            format!("{minutes}m{s}s")
-        };
+        return if s == 0 { format!("{minutes}m") } else { format!("{minutes}m{s}s") };
     } else if minutes < 60 * 3 {
         return format!("{minutes}m");
     }
     let hours = d.num_hours();
     if hours < 8 {
         let m = minutes % 60;
-        if m == 0 {
-            format!("{hours}h")
-        } else {
-            format!("{hours}h{m}m")
-        }
+        if m == 0 { format!("{hours}h") } else { format!("{hours}h{m}m") }
     } else if hours < 48 {
         format!("{hours}h")
     } else if hours < 24 * 8 {
         let h = hours % 24;
-        if h == 0 {
-            format!("{}d", hours / 24)
-        } else {
-            format!("{}d{h}h", hours / 24)
-        }
+        if h == 0 { format!("{}d", hours / 24) } else { format!("{}d{h}h", hours / 24) }
     } else if hours < 24 * 365 * 2 {
         format!("{}d", hours / 24)
     } else if hours < 24 * 365 * 8 {
         let dy = (hours / 24) % 365;
-        if dy == 0 {
-            format!("{}y", hours / 24 / 365)
-        } else {
-            format!("{}y{dy}d", hours / 24 / 365)
-        }
+        if dy == 0 { format!("{}y", hours / 24 / 365) } else { format!("{}y{dy}d", hours / 24 / 365) }
     } else {
         format!("{}y", hours / 24 / 365)
     }
@@ -174,13 +155,7 @@ pub(crate) const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 impl Col {
     pub(crate) const fn new(name: &'static str, ty: &'static str, desc: Desc) -> Self {
-        Col {
-            name,
-            ty,
-            format: "",
-            priority: 0,
-            desc,
-        }
+        Col { name, ty, format: "", priority: 0, desc }
     }
     /// Shown only with `-o wide`.
     pub(crate) const fn wide(mut self) -> Self {
@@ -244,10 +219,7 @@ pub(crate) struct Row {
 
 impl From<Vec<Value>> for Row {
     fn from(cells: Vec<Value>) -> Self {
-        Row {
-            cells,
-            conditions: Vec::new(),
-        }
+        Row { cells, conditions: Vec::new() }
     }
 }
 
@@ -414,9 +386,7 @@ mod tests {
         assert_eq!(t["columnDefinitions"][0]["format"], "name");
         assert_eq!(t["columnDefinitions"][0]["priority"], 0);
         assert!(
-            t["columnDefinitions"][0]["description"]
-                .as_str()
-                .is_some_and(|d| d.starts_with("Name must be unique"))
+            t["columnDefinitions"][0]["description"].as_str().is_some_and(|d| d.starts_with("Name must be unique"))
         );
         assert_eq!(t["rows"][0]["cells"], json!(["cfg", 3, "5m"]));
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
@@ -437,23 +407,11 @@ mod tests {
     #[test]
     fn default_table_for_roles_and_unknown_resources() {
         let role = json!({"metadata": {"name": "reader", "creationTimestamp": "2025-05-01T10:00:00+02:00"}});
-        let t = table(
-            "rbac.authorization.k8s.io",
-            "roles",
-            &[&role],
-            IncludeObject::None,
-            now(),
-        );
+        let t = table("rbac.authorization.k8s.io", "roles", &[&role], IncludeObject::None, now());
         assert_eq!(t["columnDefinitions"][1]["name"], "Created At");
         assert_eq!(t["columnDefinitions"][1]["type"], "date");
         assert_eq!(t["rows"][0]["cells"], json!(["reader", "2025-05-01T08:00:00Z"]));
-        let t = table(
-            "example.com",
-            "widgets",
-            &[&json!({"metadata": {"name": "w"}})],
-            IncludeObject::None,
-            now(),
-        );
+        let t = table("example.com", "widgets", &[&json!({"metadata": {"name": "w"}})], IncludeObject::None, now());
         assert_eq!(t["rows"][0]["cells"], json!(["w", "0001-01-01T00:00:00Z"]));
         // A CRD that happens to be called "pods" in another group gets the default table.
         let t = table("example.com", "pods", &[], IncludeObject::None, now());
@@ -553,30 +511,16 @@ mod tests {
         let known_empty = [(META, "handler"), (META, "binaryVersion"), (META, "emulationVersion")];
         let obj = json!({"metadata": {"name": "x", "creationTimestamp": "2025-06-01T11:59:00Z"}});
         for (g, r) in BUILT_IN {
-            let Some(p) = printer_for(g, r) else {
-                panic!("no printer for {g}/{r}")
-            };
+            let Some(p) = printer_for(g, r) else { panic!("no printer for {g}/{r}") };
             let cols = (p.columns)();
-            assert_eq!(
-                cols[0].name,
-                if *r == "events" { "Last Seen" } else { "Name" },
-                "{g}/{r}"
-            );
+            assert_eq!(cols[0].name, if *r == "events" { "Last Seen" } else { "Name" }, "{g}/{r}");
             for c in &cols {
                 if let Desc::Doc(def, field) = c.desc
                     && !known_empty.contains(&(def, field))
                 {
-                    assert!(
-                        !c.description().is_empty(),
-                        "{g}/{r} column {}: no doc for {def}.{field}",
-                        c.name
-                    );
+                    assert!(!c.description().is_empty(), "{g}/{r} column {}: no doc for {def}.{field}", c.name);
                 }
-                assert!(
-                    matches!(c.ty, "string" | "integer" | "boolean" | "date"),
-                    "{g}/{r} {}",
-                    c.name
-                );
+                assert!(matches!(c.ty, "string" | "integer" | "boolean" | "date"), "{g}/{r} {}", c.name);
             }
             let cells = (p.row)(&obj, now()).cells;
             // Upstream's IPAddress printer declares two columns but prints three cells.
@@ -593,21 +537,10 @@ mod tests {
         let a = json!({"metadata": {"name": "b"}, "spec": {"matchingPrecedence": 500, "priorityLevelConfiguration": {"name": "x"}}});
         let b = json!({"metadata": {"name": "a"}, "spec": {"matchingPrecedence": 1000}});
         let c = json!({"metadata": {"name": "exempt"}, "spec": {"matchingPrecedence": 1}});
-        let t = table(
-            "flowcontrol.apiserver.k8s.io",
-            "flowschemas",
-            &[&b, &a, &c],
-            IncludeObject::None,
-            now(),
-        );
-        let names: Vec<&str> = t["rows"]
-            .as_array()
-            .map(|r| r.iter().filter_map(|r| r["cells"][0].as_str()).collect())
-            .unwrap_or_default();
+        let t = table("flowcontrol.apiserver.k8s.io", "flowschemas", &[&b, &a, &c], IncludeObject::None, now());
+        let names: Vec<&str> =
+            t["rows"].as_array().map(|r| r.iter().filter_map(|r| r["cells"][0].as_str()).collect()).unwrap_or_default();
         assert_eq!(names, ["exempt", "b", "a"]);
-        assert_eq!(
-            t["rows"][1]["cells"],
-            json!(["b", "x", 500, "<none>", "<unknown>", "?"])
-        );
+        assert_eq!(t["rows"][1]["cells"], json!(["b", "x", 500, "<none>", "<unknown>", "?"]));
     }
 }

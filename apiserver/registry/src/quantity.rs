@@ -109,10 +109,7 @@ pub fn parse_quantity(s: &str) -> Option<Quantity> {
         "Ei" => (NANO << 60, 1, Format::BinarySI),
         other => {
             let rest = other.strip_prefix('e').or_else(|| other.strip_prefix('E'))?;
-            let body = rest
-                .strip_prefix('+')
-                .or_else(|| rest.strip_prefix('-'))
-                .unwrap_or(rest);
+            let body = rest.strip_prefix('+').or_else(|| rest.strip_prefix('-')).unwrap_or(rest);
             if body.is_empty() || !body.bytes().all(|b| b.is_ascii_digit()) || body.len() > 4 {
                 return None;
             }
@@ -148,22 +145,13 @@ impl Quantity {
         Self { nanos, format }
     }
     pub fn from_milli(milli: i64, format: Format) -> Self {
-        Self {
-            nanos: i128::from(milli) * 1_000_000,
-            format,
-        }
+        Self { nanos: i128::from(milli) * 1_000_000, format }
     }
     pub fn from_int(v: i64, format: Format) -> Self {
-        Self {
-            nanos: i128::from(v) * NANO,
-            format,
-        }
+        Self { nanos: i128::from(v) * NANO, format }
     }
     pub fn zero() -> Self {
-        Self {
-            nanos: 0,
-            format: Format::DecimalSI,
-        }
+        Self { nanos: 0, format: Format::DecimalSI }
     }
     /// The exact value times 10^9.
     pub fn nanos(&self) -> i128 {
@@ -188,16 +176,10 @@ impl Quantity {
         self.nanos.signum() as i32
     }
     pub fn add(&self, other: &Quantity) -> Quantity {
-        Quantity {
-            nanos: self.nanos.saturating_add(other.nanos),
-            format: self.format,
-        }
+        Quantity { nanos: self.nanos.saturating_add(other.nanos), format: self.format }
     }
     pub fn sub(&self, other: &Quantity) -> Quantity {
-        Quantity {
-            nanos: self.nanos.saturating_sub(other.nanos),
-            format: self.format,
-        }
+        Quantity { nanos: self.nanos.saturating_sub(other.nanos), format: self.format }
     }
     /// Canonical JSON form (a string), as upstream serializes it.
     pub fn to_value(&self) -> Value {
@@ -250,11 +232,7 @@ impl fmt::Display for Quantity {
             exp += 3;
         }
         if format == Format::DecimalExponent {
-            if exp == 0 {
-                write!(f, "{v}")
-            } else {
-                write!(f, "{v}e{exp}")
-            }
+            if exp == 0 { write!(f, "{v}") } else { write!(f, "{v}e{exp}") }
         } else {
             let suffix = match exp {
                 -9 => "n",

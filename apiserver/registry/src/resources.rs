@@ -53,11 +53,7 @@ pub struct SubresourceInfo {
 impl ResourceInfo {
     /// `"v1"` for the core group, `"<group>/<version>"` otherwise.
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
 
     pub fn has_subresource(&self, name: &str) -> bool {
@@ -107,16 +103,12 @@ pub fn all() -> &'static [ResourceInfo] {
 
 /// The resource served at `group`/`version` under the plural name `resource`.
 pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.resource == resource)
+    all().iter().find(|r| r.group == group && r.version == version && r.resource == resource)
 }
 
 /// The resource whose main kind is `kind` in `group`/`version`.
 pub fn by_kind(group: &str, version: &str, kind: &str) -> Option<&'static ResourceInfo> {
-    all()
-        .iter()
-        .find(|r| r.group == group && r.version == version && r.kind == kind)
+    all().iter().find(|r| r.group == group && r.version == version && r.kind == kind)
 }
 
 /// Find a resource by any name kubectl accepts in a group (plural, singular,
@@ -164,9 +156,7 @@ pub fn groups_of<'a>(resources: &[&'a ResourceInfo]) -> Vec<(&'a str, Vec<&'a st
         versions.sort_by(|a, b| compare_versions(a, b));
     }
     out.sort_by(|(a, _), (b, _)| {
-        group_priority(b)
-            .cmp(&group_priority(a))
-            .then_with(|| group_sort_name(a).cmp(&group_sort_name(b)))
+        group_priority(b).cmp(&group_priority(a)).then_with(|| group_sort_name(a).cmp(&group_sort_name(b)))
     });
     out
 }
@@ -284,10 +274,7 @@ mod tests {
             let info = get(g, if g == "autoscaling" { "v2" } else { "v1" }, r);
             assert_eq!(info.short_names, &[short], "{g}/{r}");
         }
-        assert_eq!(
-            get("autoscaling", "v2", "horizontalpodautoscalers").short_names,
-            &["hpa"]
-        );
+        assert_eq!(get("autoscaling", "v2", "horizontalpodautoscalers").short_names, &["hpa"]);
         assert!(get("", "v1", "secrets").short_names.is_empty());
     }
 
@@ -297,34 +284,16 @@ mod tests {
         assert_eq!(pods.kind, "Pod");
         assert_eq!(pods.singular, "pod");
         assert!(pods.namespaced);
-        assert_eq!(
-            pods.verbs,
-            &[
-                "create",
-                "delete",
-                "deletecollection",
-                "get",
-                "list",
-                "patch",
-                "update",
-                "watch"
-            ]
-        );
+        assert_eq!(pods.verbs, &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]);
         assert_eq!(pods.categories, &["all"]);
         assert!(!get("", "v1", "nodes").namespaced);
         assert!(!get("", "v1", "namespaces").namespaced);
         assert_eq!(get("", "v1", "bindings").verbs, &["create"]);
         assert_eq!(get("", "v1", "componentstatuses").verbs, &["get", "list"]);
-        assert_eq!(
-            get("authorization.k8s.io", "v1", "selfsubjectaccessreviews").verbs,
-            &["create"]
-        );
+        assert_eq!(get("authorization.k8s.io", "v1", "selfsubjectaccessreviews").verbs, &["create"]);
         assert!(get("authorization.k8s.io", "v1", "localsubjectaccessreviews").namespaced);
         assert_eq!(get("", "v1", "endpoints").singular, "endpoints");
-        assert_eq!(
-            by_kind("apps", "v1", "Deployment").map(|r| r.resource),
-            Some("deployments")
-        );
+        assert_eq!(by_kind("apps", "v1", "Deployment").map(|r| r.resource), Some("deployments"));
         assert_eq!(by_kind("apps", "v1", "Pod"), None);
         assert_eq!(lookup("apps", "v1beta1", "deployments"), None);
     }
@@ -332,13 +301,8 @@ mod tests {
     #[test]
     fn subresources() {
         let deploy = get("apps", "v1", "deployments");
-        let scale = deploy
-            .subresource("scale")
-            .map(|s| (s.group, s.version, s.kind, s.verbs));
-        assert_eq!(
-            scale,
-            Some(("autoscaling", "v1", "Scale", &["get", "patch", "update"][..]))
-        );
+        let scale = deploy.subresource("scale").map(|s| (s.group, s.version, s.kind, s.verbs));
+        assert_eq!(scale, Some(("autoscaling", "v1", "Scale", &["get", "patch", "update"][..])));
         assert!(deploy.has_subresource("status"));
         assert!(!deploy.has_subresource("log"));
         let pods = get("", "v1", "pods");
@@ -359,25 +323,17 @@ mod tests {
         assert_eq!(pods.subresource("exec").map(|s| s.verbs), Some(&["create", "get"][..]));
         assert_eq!(pods.subresource("eviction").map(|s| s.group), Some("policy"));
         assert_eq!(
-            get("", "v1", "serviceaccounts")
-                .subresource("token")
-                .map(|s| (s.group, s.kind)),
+            get("", "v1", "serviceaccounts").subresource("token").map(|s| (s.group, s.kind)),
             Some(("authentication.k8s.io", "TokenRequest"))
         );
-        assert_eq!(
-            get("", "v1", "namespaces").subresource("finalize").map(|s| s.verbs),
-            Some(&["update"][..])
-        );
+        assert_eq!(get("", "v1", "namespaces").subresource("finalize").map(|s| s.verbs), Some(&["update"][..]));
         assert!(get("certificates.k8s.io", "v1", "certificatesigningrequests").has_subresource("approval"));
     }
 
     #[test]
     fn storage_locations() {
         assert_eq!(get("", "v1", "pods").storage_prefix(), "/registry/pods/");
-        assert_eq!(
-            get("apps", "v1", "deployments").storage_prefix(),
-            "/registry/apps/deployments/"
-        );
+        assert_eq!(get("apps", "v1", "deployments").storage_prefix(), "/registry/apps/deployments/");
         let core_ev = get("", "v1", "events");
         let ev = get("events.k8s.io", "v1", "events");
         assert_eq!(ev.storage_prefix(), core_ev.storage_prefix());
@@ -426,10 +382,7 @@ mod tests {
     fn version_priority() {
         let mut vs = vec!["v1alpha1", "v1", "foo", "v2beta1", "v1beta2", "v2", "v1beta1", "v10"];
         vs.sort_by(|a, b| compare_versions(a, b));
-        assert_eq!(
-            vs,
-            vec!["v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]
-        );
+        assert_eq!(vs, vec!["v10", "v2", "v1", "v2beta1", "v1beta2", "v1beta1", "v1alpha1", "foo"]);
     }
 
     #[test]

@@ -56,8 +56,7 @@ fn is_qualified_name_part(s: &str) -> bool {
         (Some(f), Some(l)) => {
             f.is_ascii_alphanumeric()
                 && l.is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+                && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
         }
         _ => false,
     }
@@ -79,11 +78,7 @@ fn dns1123_subdomain_errors(value: &str) -> Vec<String> {
         errs.push(format!("must be no more than {DNS1123_SUBDOMAIN_MAX_LEN} characters"));
     }
     if !value.split('.').all(is_dns1123_label) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_MSG,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_MSG, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -98,22 +93,14 @@ pub fn qualified_name_errors(value: &str) -> Vec<String> {
             if prefix.is_empty() {
                 errs.push("prefix part must be non-empty".to_string());
             } else {
-                errs.extend(
-                    dns1123_subdomain_errors(prefix)
-                        .into_iter()
-                        .map(|m| format!("prefix part {m}")),
-                );
+                errs.extend(dns1123_subdomain_errors(prefix).into_iter().map(|m| format!("prefix part {m}")));
             }
             *name
         }
         _ => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(
-                    QUALIFIED_NAME_MSG,
-                    QUALIFIED_NAME_FMT,
-                    &["MyName", "my.name", "123-abc"]
-                )
+                regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
             ));
             return errs;
         }
@@ -121,18 +108,12 @@ pub fn qualified_name_errors(value: &str) -> Vec<String> {
     if name.is_empty() {
         errs.push("name part must be non-empty".to_string());
     } else if name.len() > QUALIFIED_NAME_MAX_LEN {
-        errs.push(format!(
-            "name part must be no more than {QUALIFIED_NAME_MAX_LEN} characters"
-        ));
+        errs.push(format!("name part must be no more than {QUALIFIED_NAME_MAX_LEN} characters"));
     }
     if !is_qualified_name_part(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_MSG,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_MSG, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -145,11 +126,7 @@ pub fn label_value_errors(value: &str) -> Vec<String> {
         errs.push(format!("must be no more than {LABEL_VALUE_MAX_LEN} characters"));
     }
     if !value.is_empty() && !is_qualified_name_part(value) {
-        errs.push(regex_error(
-            LABEL_VALUE_MSG,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_MSG, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -228,9 +205,7 @@ impl Requirement {
             }
             Operator::GreaterThan | Operator::LessThan => {
                 if values.len() != 1 {
-                    errs.push(invalid_values(
-                        "for 'Gt', 'Lt' operators, exactly one value is required",
-                    ));
+                    errs.push(invalid_values("for 'Gt', 'Lt' operators, exactly one value is required"));
                 }
                 for (i, v) in values.iter().enumerate() {
                     if v.parse::<i64>().is_err() {
@@ -250,24 +225,12 @@ impl Requirement {
             let verrs = label_value_errors(v);
             if !verrs.is_empty() {
                 errs.push(
-                    FieldError::invalid(
-                        format!("values[{i}][{key}]"),
-                        Value::String(v.clone()),
-                        verrs.join("; "),
-                    )
-                    .to_string(),
+                    FieldError::invalid(format!("values[{i}][{key}]"), Value::String(v.clone()), verrs.join("; "))
+                        .to_string(),
                 );
             }
         }
-        if errs.is_empty() {
-            Ok(Self {
-                key: key.to_string(),
-                operator,
-                values,
-            })
-        } else {
-            Err(aggregate(errs))
-        }
+        if errs.is_empty() { Ok(Self { key: key.to_string(), operator, values }) } else { Err(aggregate(errs)) }
     }
 
     /// Whether this requirement holds for the given labels (upstream's `Requirement.Matches`).
@@ -284,11 +247,7 @@ impl Requirement {
                 };
                 let [want] = self.values.as_slice() else { return false };
                 let Ok(want) = want.parse::<i64>() else { return false };
-                if self.operator == Operator::GreaterThan {
-                    have > want
-                } else {
-                    have < want
-                }
+                if self.operator == Operator::GreaterThan { have > want } else { have < want }
             }
         }
     }
@@ -349,10 +308,7 @@ impl LabelSelector {
 
     /// The selector that matches nothing.
     pub fn nothing() -> Self {
-        Self {
-            requirements: Vec::new(),
-            nothing: true,
-        }
+        Self { requirements: Vec::new(), nothing: true }
     }
 
     /// Parse the `labelSelector` query syntax. Errors are 400s with upstream's wording.
@@ -360,10 +316,7 @@ impl LabelSelector {
         let mut p = Parser { items: lex(s), pos: 0 };
         let mut reqs = p.parse().map_err(ApiError::bad_request)?;
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self {
-            requirements: reqs,
-            nothing: false,
-        })
+        Ok(Self { requirements: reqs, nothing: false })
     }
 
     /// From a `metav1.LabelSelector` object (`matchLabels` + `matchExpressions`), as upstream's
@@ -388,9 +341,7 @@ impl LabelSelector {
                 }
             }
             Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid label selector: matchLabels must be an object",
-                ));
+                return Err(ApiError::bad_request("invalid label selector: matchLabels must be an object"));
             }
         }
         match obj.get("matchExpressions") {
@@ -423,16 +374,11 @@ impl LabelSelector {
                 }
             }
             Some(_) => {
-                return Err(ApiError::bad_request(
-                    "invalid label selector: matchExpressions must be a list",
-                ));
+                return Err(ApiError::bad_request("invalid label selector: matchExpressions must be a list"));
             }
         }
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(Self {
-            requirements: reqs,
-            nothing: false,
-        })
+        Ok(Self { requirements: reqs, nothing: false })
     }
 
     /// An equality selector from a plain map (a Service's or ReplicationController's
@@ -440,17 +386,10 @@ impl LabelSelector {
     pub fn from_map(labels: &Map<String, Value>) -> Self {
         let mut reqs: Vec<Requirement> = labels
             .iter()
-            .map(|(k, v)| Requirement {
-                key: k.clone(),
-                operator: Operator::Equals,
-                values: vec![label_text(v)],
-            })
+            .map(|(k, v)| Requirement { key: k.clone(), operator: Operator::Equals, values: vec![label_text(v)] })
             .collect();
         reqs.sort_by(|a, b| a.key.cmp(&b.key));
-        Self {
-            requirements: reqs,
-            nothing: false,
-        }
+        Self { requirements: reqs, nothing: false }
     }
 
     /// Whether all requirements hold for these labels (`None`: the object has no labels).
@@ -470,11 +409,7 @@ impl LabelSelector {
 
     /// The canonical form, as upstream's `String()`: requirements sorted by key, comma-joined.
     pub fn to_query_string(&self) -> String {
-        self.requirements
-            .iter()
-            .map(Requirement::to_query_string)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.requirements.iter().map(Requirement::to_query_string).collect::<Vec<_>>().join(",")
     }
 
     /// The requirements, sorted by key.
@@ -627,9 +562,7 @@ impl Parser {
             let (tok, lit) = self.lookahead(Ctx::Values);
             match tok {
                 Tok::Identifier | Tok::DoesNotExist => {
-                    let r = self
-                        .parse_requirement()
-                        .map_err(|e| format!("unable to parse requirement: {e}"))?;
+                    let r = self.parse_requirement().map_err(|e| format!("unable to parse requirement: {e}"))?;
                     reqs.push(r);
                     let (t, l) = self.consume(Ctx::Values);
                     match t {
@@ -760,11 +693,7 @@ impl Parser {
             return Ok(vec![String::new()]);
         }
         let (tok, lit) = self.consume(Ctx::Values);
-        if tok == Tok::Identifier {
-            Ok(vec![lit])
-        } else {
-            Err(format!("found '{lit}', expected: identifier"))
-        }
+        if tok == Tok::Identifier { Ok(vec![lit]) } else { Err(format!("found '{lit}', expected: identifier")) }
     }
 }
 
@@ -822,11 +751,7 @@ fn split_terms(s: &str) -> Vec<&str> {
 fn split_term(term: &str) -> Option<(&str, FieldOp, &str)> {
     for (i, _) in term.char_indices() {
         let rest = &term[i..];
-        for (op, kind) in [
-            ("!=", FieldOp::NotEquals),
-            ("==", FieldOp::Equals),
-            ("=", FieldOp::Equals),
-        ] {
+        for (op, kind) in [("!=", FieldOp::NotEquals), ("==", FieldOp::Equals), ("=", FieldOp::Equals)] {
             if rest.starts_with(op) {
                 return Some((&term[..i], kind, &term[i + op.len()..]));
             }
@@ -854,10 +779,7 @@ fn unescape_value(s: &str) -> Result<String, String> {
         match c {
             '\\' => in_slash = true,
             ',' | '=' => {
-                return Err(format!(
-                    "invalid field selector: unescaped character in value: {}",
-                    c as u32
-                ));
+                return Err(format!("invalid field selector: unescaped character in value: {}", c as u32));
             }
             other => out.push(other),
         }
@@ -877,11 +799,7 @@ fn escape_value(s: &str) -> String {
 /// field maps to, or upstream's error message for an unsupported field.
 fn convert_field_label(group: &str, resource: &str, label: &str) -> Result<String, String> {
     let allow = |allowed: &[&str], msg: String| -> Result<String, String> {
-        if allowed.contains(&label) {
-            Ok(label.to_string())
-        } else {
-            Err(msg)
-        }
+        if allowed.contains(&label) { Ok(label.to_string()) } else { Err(msg) }
     };
     let not_supported = format!("field label not supported: {label}");
     match (group, resource) {
@@ -907,10 +825,9 @@ fn convert_field_label(group: &str, resource: &str, label: &str) -> Result<Strin
             )
         }
         ("", "nodes") => allow(&["metadata.name", "spec.unschedulable"], not_supported),
-        ("", "replicationcontrollers") => allow(
-            &["metadata.name", "metadata.namespace", "status.replicas"],
-            not_supported,
-        ),
+        ("", "replicationcontrollers") => {
+            allow(&["metadata.name", "metadata.namespace", "status.replicas"], not_supported)
+        }
         ("", "events") => allow(
             &[
                 "involvedObject.kind",
@@ -944,10 +861,9 @@ fn convert_field_label(group: &str, resource: &str, label: &str) -> Result<Strin
         }
         ("", "namespaces") => allow(&["status.phase", "metadata.name"], not_supported),
         ("", "secrets") => allow(&["type", "metadata.namespace", "metadata.name"], not_supported),
-        ("", "services") => allow(
-            &["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"],
-            not_supported,
-        ),
+        ("", "services") => {
+            allow(&["metadata.namespace", "metadata.name", "spec.clusterIP", "spec.type"], not_supported)
+        }
         ("batch", "jobs") => allow(
             &["metadata.name", "metadata.namespace", "status.successful"],
             format!("field label {label:?} not supported for batchv1.Job"),
@@ -975,10 +891,7 @@ fn int_at(obj: &Value, pointer: &str) -> String {
 }
 
 fn bool_at(obj: &Value, pointer: &str) -> String {
-    obj.pointer(pointer)
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-        .to_string()
+    obj.pointer(pointer).and_then(Value::as_bool).unwrap_or(false).to_string()
 }
 
 /// The value of a selectable field of `obj` (upstream's `ToSelectableFields`); fields a
@@ -1057,11 +970,7 @@ fn event_field(obj: &Value, field: &str) -> String {
         "reportingComponent" => str_at(obj, reporting).to_string(),
         "source" => {
             let s = str_at(obj, source);
-            if s.is_empty() {
-                str_at(obj, reporting).to_string()
-            } else {
-                s.to_string()
-            }
+            if s.is_empty() { str_at(obj, reporting).to_string() } else { s.to_string() }
         }
         _ => String::new(),
     }
@@ -1079,9 +988,7 @@ impl FieldSelector {
                 continue;
             }
             let Some((lhs, op, rhs)) = split_term(part) else {
-                return Err(ApiError::bad_request(format!(
-                    "invalid selector: '{s}'; can't understand '{part}'"
-                )));
+                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
             };
             let value = unescape_value(rhs).map_err(ApiError::bad_request)?;
             raw.push((lhs, op, value));
@@ -1091,11 +998,7 @@ impl FieldSelector {
             let field = convert_field_label(group, resource, lhs).map_err(ApiError::bad_request)?;
             terms.push(FieldTerm { field, op, value });
         }
-        Ok(Self {
-            terms,
-            group: group.to_string(),
-            resource: resource.to_string(),
-        })
+        Ok(Self { terms, group: group.to_string(), resource: resource.to_string() })
     }
 
     /// Whether every term holds for `obj`.
@@ -1120,10 +1023,7 @@ impl FieldSelector {
 
     /// If the selector pins `field` to one value with `=`/`==`, that value (the first such term).
     pub fn requires_exact_match(&self, field: &str) -> Option<&str> {
-        self.terms
-            .iter()
-            .find(|t| t.field == field && t.op == FieldOp::Equals)
-            .map(|t| t.value.as_str())
+        self.terms.iter().find(|t| t.field == field && t.op == FieldOp::Equals).map(|t| t.value.as_str())
     }
 
     /// The terms, in upstream's (sorted) order, with fields in stored form.
@@ -1171,10 +1071,7 @@ mod tests {
         assert_eq!(s.to_query_string(), "a=1,b==2,!c,d!=3,e>4,f<5");
         assert_eq!(LabelSelector::parse("a=").unwrap().to_query_string(), "a=");
         // `in` is a plain value inside the value context.
-        assert_eq!(
-            LabelSelector::parse("x in (in,notin)").unwrap().to_query_string(),
-            "x in (in,notin)"
-        );
+        assert_eq!(LabelSelector::parse("x in (in,notin)").unwrap().to_query_string(), "x in (in,notin)");
         assert!(LabelSelector::parse("").unwrap().is_empty());
     }
 
@@ -1202,28 +1099,13 @@ mod tests {
 
     #[test]
     fn syntax_errors_use_upstream_wording() {
-        assert_eq!(
-            parse_err("a b"),
-            "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt"
-        );
+        assert_eq!(parse_err("a b"), "unable to parse requirement: found 'b', expected: in, notin, =, ==, !=, gt, lt");
         assert_eq!(parse_err("a=b c"), "found 'c', expected: ',' or 'end of string'");
         assert_eq!(parse_err("a=b,"), "found '', expected: identifier after ','");
-        assert_eq!(
-            parse_err("=a"),
-            "found '=', expected: !, identifier, or 'end of string'"
-        );
-        assert_eq!(
-            parse_err("x in (a"),
-            "unable to parse requirement: found '', expected: ',' or ')'"
-        );
-        assert_eq!(
-            parse_err("x in a"),
-            "unable to parse requirement: found 'a' expected: '('"
-        );
-        assert_eq!(
-            parse_err("a<=5"),
-            "unable to parse requirement: found '=', expected: identifier"
-        );
+        assert_eq!(parse_err("=a"), "found '=', expected: !, identifier, or 'end of string'");
+        assert_eq!(parse_err("x in (a"), "unable to parse requirement: found '', expected: ',' or ')'");
+        assert_eq!(parse_err("x in a"), "unable to parse requirement: found 'a' expected: '('");
+        assert_eq!(parse_err("a<=5"), "unable to parse requirement: found '=', expected: identifier");
         assert_eq!(parse_err("!a=b"), "found '=', expected: ',' or 'end of string'");
     }
 
@@ -1280,11 +1162,7 @@ mod tests {
             "values: Invalid value: []string{}: for 'in', 'notin' operators, values set can't be empty"
         );
         let e = LabelSelector::from_label_selector(&json!({"matchLabels": {"bad key": "x"}})).unwrap_err();
-        assert!(
-            e.message.starts_with("key: Invalid value: \"bad key\": name part"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("key: Invalid value: \"bad key\": name part"), "{}", e.message);
     }
 
     #[test]
@@ -1309,32 +1187,17 @@ mod tests {
         assert!(pending.matches(&off));
         assert!(!pending.matches(&on));
         // Old clients' spec.host maps to spec.nodeName.
-        assert!(
-            FieldSelector::parse("spec.host==node-1", "", "pods")
-                .unwrap()
-                .matches(&on)
-        );
+        assert!(FieldSelector::parse("spec.host==node-1", "", "pods").unwrap().matches(&on));
         let host = json!({"spec": {}});
-        assert!(
-            FieldSelector::parse("spec.hostNetwork=false", "", "pods")
-                .unwrap()
-                .matches(&host)
-        );
+        assert!(FieldSelector::parse("spec.hostNetwork=false", "", "pods").unwrap().matches(&host));
         let ip = json!({"status": {"podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}]}});
-        assert!(
-            FieldSelector::parse("status.podIP=10.0.0.1", "", "pods")
-                .unwrap()
-                .matches(&ip)
-        );
+        assert!(FieldSelector::parse("status.podIP=10.0.0.1", "", "pods").unwrap().matches(&ip));
     }
 
     #[test]
     fn unsupported_fields_are_rejected_with_per_kind_messages() {
         let e = FieldSelector::parse("spec.foo=x", "", "pods").unwrap_err();
-        assert_eq!(
-            (e.code, e.message.as_str()),
-            (400, "field label not supported: spec.foo")
-        );
+        assert_eq!((e.code, e.message.as_str()), (400, "field label not supported: spec.foo"));
         let e = FieldSelector::parse("spec.replicas=1", "apps", "deployments").unwrap_err();
         assert_eq!(
             e.message,
@@ -1350,10 +1213,7 @@ mod tests {
     #[test]
     fn field_selector_syntax_and_escapes() {
         let e = FieldSelector::parse("metadata.name", "", "pods").unwrap_err();
-        assert_eq!(
-            e.message,
-            "invalid selector: 'metadata.name'; can't understand 'metadata.name'"
-        );
+        assert_eq!(e.message, "invalid selector: 'metadata.name'; can't understand 'metadata.name'");
         let e = FieldSelector::parse("metadata.name=a\\b", "", "pods").unwrap_err();
         assert_eq!(e.message, "invalid field selector: invalid escape sequence: \\b");
         let e = FieldSelector::parse("metadata.name=a=b", "", "pods").unwrap_err();
@@ -1375,12 +1235,8 @@ mod tests {
         let new = json!({"apiVersion": "events.k8s.io/v1", "kind": "Event", "regarding": {"kind": "Pod", "name": "web"},
             "reason": "Started", "reportingController": "kubelet", "type": "Normal"});
         let a = FieldSelector::parse("involvedObject.name=web,source=kubelet", "", "events").unwrap();
-        let b = FieldSelector::parse(
-            "regarding.name=web,reportingController=kubelet",
-            "events.k8s.io",
-            "events",
-        )
-        .unwrap();
+        let b =
+            FieldSelector::parse("regarding.name=web,reportingController=kubelet", "events.k8s.io", "events").unwrap();
         for obj in [&core, &new] {
             assert!(a.matches(obj), "{obj}");
             assert!(b.matches(obj), "{obj}");
@@ -1393,28 +1249,12 @@ mod tests {
     #[test]
     fn other_kind_fields() {
         let secret = json!({"type": "helm.sh/release.v1", "metadata": {"name": "s"}});
-        assert!(
-            FieldSelector::parse("type=helm.sh/release.v1", "", "secrets")
-                .unwrap()
-                .matches(&secret)
-        );
+        assert!(FieldSelector::parse("type=helm.sh/release.v1", "", "secrets").unwrap().matches(&secret));
         let node = json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}});
-        assert!(
-            FieldSelector::parse("spec.unschedulable=true", "", "nodes")
-                .unwrap()
-                .matches(&node)
-        );
+        assert!(FieldSelector::parse("spec.unschedulable=true", "", "nodes").unwrap().matches(&node));
         let job = json!({"status": {"succeeded": 2}});
-        assert!(
-            FieldSelector::parse("status.successful=2", "batch", "jobs")
-                .unwrap()
-                .matches(&job)
-        );
+        assert!(FieldSelector::parse("status.successful=2", "batch", "jobs").unwrap().matches(&job));
         let ns = json!({"status": {"phase": "Active"}});
-        assert!(
-            FieldSelector::parse("status.phase=Active", "", "namespaces")
-                .unwrap()
-                .matches(&ns)
-        );
+        assert!(FieldSelector::parse("status.phase=Active", "", "namespaces").unwrap().matches(&ns));
     }
 }

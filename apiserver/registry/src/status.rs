@@ -53,10 +53,7 @@ impl FieldErrorType {
 
     /// Whether upstream prints the offending value in the message.
     fn shows_value(self) -> bool {
-        !matches!(
-            self,
-            Self::Required | Self::Forbidden | Self::TooLong | Self::TooMany | Self::Internal
-        )
+        !matches!(self, Self::Required | Self::Forbidden | Self::TooLong | Self::TooMany | Self::Internal)
     }
 }
 
@@ -77,12 +74,7 @@ impl FieldError {
         value: Option<Value>,
         detail: impl Into<String>,
     ) -> Self {
-        Self {
-            kind,
-            field: field.into(),
-            value,
-            detail: detail.into(),
-        }
+        Self { kind, field: field.into(), value, detail: detail.into() }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(FieldErrorType::Required, field, None, detail)
@@ -100,21 +92,12 @@ impl FieldError {
         Self::new(FieldErrorType::NotFound, field, Some(value), "")
     }
     pub fn too_long(field: impl Into<String>, max: usize) -> Self {
-        Self::new(
-            FieldErrorType::TooLong,
-            field,
-            None,
-            format!("may not be more than {max} bytes"),
-        )
+        Self::new(FieldErrorType::TooLong, field, None, format!("may not be more than {max} bytes"))
     }
     /// `Unsupported value: "x": supported values: "a", "b"`.
     pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("{s:?}")).collect();
-        let detail = if list.is_empty() {
-            String::new()
-        } else {
-            format!("supported values: {}", list.join(", "))
-        };
+        let detail = if list.is_empty() { String::new() } else { format!("supported values: {}", list.join(", ")) };
         Self::new(FieldErrorType::NotSupported, field, Some(value), detail)
     }
 
@@ -141,11 +124,7 @@ impl FieldError {
 
 impl std::fmt::Display for FieldError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.field.is_empty() {
-            write!(f, "{}", self.body())
-        } else {
-            write!(f, "{}: {}", self.field, self.body())
-        }
+        if self.field.is_empty() { write!(f, "{}", self.body()) } else { write!(f, "{}: {}", self.field, self.body()) }
     }
 }
 
@@ -230,11 +209,7 @@ impl std::error::Error for ApiError {}
 
 /// `pods` / `deployments.apps`: how upstream names a resource in messages.
 pub fn qualified(name: &str, group: &str) -> String {
-    if group.is_empty() {
-        name.to_string()
-    } else {
-        format!("{name}.{group}")
-    }
+    if group.is_empty() { name.to_string() } else { format!("{name}.{group}") }
 }
 
 impl ApiError {
@@ -262,22 +237,14 @@ impl ApiError {
 
     /// `pods "web" not found` (404).
     pub fn not_found(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(
-            404,
-            Reason::NotFound,
-            format!("{} {name:?} not found", qualified(resource, group)),
-        )
-        .with_details(group, resource, name)
+        Self::new(404, Reason::NotFound, format!("{} {name:?} not found", qualified(resource, group)))
+            .with_details(group, resource, name)
     }
 
     /// `pods "web" already exists` (409).
     pub fn already_exists(group: &str, resource: &str, name: &str) -> Self {
-        Self::new(
-            409,
-            Reason::AlreadyExists,
-            format!("{} {name:?} already exists", qualified(resource, group)),
-        )
-        .with_details(group, resource, name)
+        Self::new(409, Reason::AlreadyExists, format!("{} {name:?} already exists", qualified(resource, group)))
+            .with_details(group, resource, name)
     }
 
     /// `Operation cannot be fulfilled on pods "web": <detail>` (409).
@@ -285,10 +252,7 @@ impl ApiError {
         Self::new(
             409,
             Reason::Conflict,
-            format!(
-                "Operation cannot be fulfilled on {} {name:?}: {detail}",
-                qualified(resource, group)
-            ),
+            format!("Operation cannot be fulfilled on {} {name:?}: {detail}", qualified(resource, group)),
         )
         .with_details(group, resource, name)
     }
@@ -308,17 +272,10 @@ impl ApiError {
         let list = match errors {
             [] => String::new(),
             [one] => one.to_string(),
-            many => format!(
-                "[{}]",
-                many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
-            ),
+            many => format!("[{}]", many.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")),
         };
-        let mut e = Self::new(
-            422,
-            Reason::Invalid,
-            format!("{} {name:?} is invalid: {list}", qualified(kind, group)),
-        )
-        .with_details(group, kind, name);
+        let mut e = Self::new(422, Reason::Invalid, format!("{} {name:?} is invalid: {list}", qualified(kind, group)))
+            .with_details(group, kind, name);
         e.causes = errors.iter().map(FieldError::cause).collect();
         e
     }
@@ -357,11 +314,7 @@ impl ApiError {
         e
     }
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            500,
-            Reason::InternalError,
-            format!("Internal error occurred: {}", message.into()),
-        )
+        Self::new(500, Reason::InternalError, format!("Internal error occurred: {}", message.into()))
     }
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(503, Reason::ServiceUnavailable, message)
@@ -438,10 +391,7 @@ mod tests {
 
     #[test]
     fn not_found_names_qualified_resource() {
-        assert_eq!(
-            ApiError::not_found("apps", "deployments", "x").message,
-            "deployments.apps \"x\" not found"
-        );
+        assert_eq!(ApiError::not_found("apps", "deployments", "x").message, "deployments.apps \"x\" not found");
         assert_eq!(ApiError::not_found("", "pods", "x").message, "pods \"x\" not found");
     }
 

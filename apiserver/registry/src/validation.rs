@@ -82,15 +82,8 @@ pub(crate) fn cluster_scoped(group: &str, resource: &str) -> Option<bool> {
         ("authorization.k8s.io", "selfsubjectaccessreviews"),
         ("authorization.k8s.io", "selfsubjectrulesreviews"),
     ];
-    const NAMESPACED_GROUPS: &[&str] = &[
-        "apps",
-        "batch",
-        "autoscaling",
-        "policy",
-        "coordination.k8s.io",
-        "discovery.k8s.io",
-        "events.k8s.io",
-    ];
+    const NAMESPACED_GROUPS: &[&str] =
+        &["apps", "batch", "autoscaling", "policy", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io"];
     if CLUSTER.contains(&(group, resource)) {
         return Some(true);
     }
@@ -111,12 +104,7 @@ pub(crate) fn cluster_scoped(group: &str, resource: &str) -> Option<bool> {
 pub fn validate_create(group: &str, version: &str, kind: &str, resource: &str, obj: &Value) -> Vec<FieldError> {
     let _ = version;
     let mut errs = Vec::new();
-    meta::validate_object_meta(
-        obj,
-        name_rule(group, resource),
-        cluster_scoped(group, resource),
-        &mut errs,
-    );
+    meta::validate_object_meta(obj, name_rule(group, resource), cluster_scoped(group, resource), &mut errs);
     validate_kind(group, kind, obj, None, &mut errs);
     errs
 }
@@ -231,11 +219,7 @@ pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !DNS1123_SUBDOMAIN_RE.is_match(s) {
-        errs.push(regex_error(
-            DNS1123_SUBDOMAIN_ERR,
-            DNS1123_SUBDOMAIN_FMT,
-            &["example.com"],
-        ));
+        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
     }
     errs
 }
@@ -250,11 +234,7 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
         if DNS1123_SUBDOMAIN_RE.is_match(s) {
             errs.push("must not contain dots".to_string());
         } else {
-            errs.push(regex_error(
-                DNS1123_LABEL_ERR,
-                DNS1123_LABEL_FMT,
-                &["my-name", "123-abc"],
-            ));
+            errs.push(regex_error(DNS1123_LABEL_ERR, DNS1123_LABEL_FMT, &["my-name", "123-abc"]));
         }
     }
     errs
@@ -267,11 +247,7 @@ pub fn is_dns1035_label(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !DNS1035_LABEL_RE.is_match(s) {
-        errs.push(regex_error(
-            DNS1035_LABEL_ERR,
-            DNS1035_LABEL_FMT,
-            &["my-name", "abc-123"],
-        ));
+        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
     }
     errs
 }
@@ -295,11 +271,7 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
         _ => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(
-                    QUALIFIED_NAME_ERR,
-                    QUALIFIED_NAME_FMT,
-                    &["MyName", "my.name", "123-abc"]
-                )
+                regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
             ));
             return errs;
         }
@@ -312,11 +284,7 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
     if !QUALIFIED_NAME_RE.is_match(name) {
         errs.push(format!(
             "name part {}",
-            regex_error(
-                QUALIFIED_NAME_ERR,
-                QUALIFIED_NAME_FMT,
-                &["MyName", "my.name", "123-abc"]
-            )
+            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
         ));
     }
     errs
@@ -329,11 +297,7 @@ pub fn is_valid_label_value(s: &str) -> Vec<String> {
         errs.push(max_len_error(63));
     }
     if !LABEL_VALUE_RE.is_match(s) {
-        errs.push(regex_error(
-            LABEL_VALUE_ERR,
-            LABEL_VALUE_FMT,
-            &["MyValue", "my_value", "12345"],
-        ));
+        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
     }
     errs
 }
@@ -345,11 +309,7 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
         errs.push(max_len_error(253));
     }
     if !CONFIG_KEY_RE.is_match(s) {
-        errs.push(regex_error(
-            CONFIG_KEY_ERR,
-            CONFIG_KEY_FMT,
-            &["key.name", "KEY_NAME", "key-name"],
-        ));
+        errs.push(regex_error(CONFIG_KEY_ERR, CONFIG_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
     }
     if s == "." {
         errs.push("must not be '.'".to_string());
@@ -363,11 +323,7 @@ pub fn is_config_map_key(s: &str) -> Vec<String> {
 
 /// A port number 1..=65535.
 pub fn is_valid_port_num(p: i64) -> Vec<String> {
-    if (1..=65535).contains(&p) {
-        Vec::new()
-    } else {
-        vec![inclusive_range_error(1, 65535)]
-    }
+    if (1..=65535).contains(&p) { Vec::new() } else { vec![inclusive_range_error(1, 65535)] }
 }
 
 /// A named port (IANA service name): up to 15 of `[-a-z0-9]` with a letter, no `--`, no edge `-`.
@@ -376,11 +332,7 @@ pub fn is_valid_port_name(s: &str) -> Vec<String> {
     if s.len() > 15 {
         errs.push(max_len_error(15));
     }
-    if s.is_empty()
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
         errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".to_string());
     }
     if !s.bytes().any(|b| b.is_ascii_lowercase()) {
@@ -397,11 +349,7 @@ pub fn is_valid_port_name(s: &str) -> Vec<String> {
 
 /// `25%`.
 pub fn is_valid_percent(s: &str) -> Vec<String> {
-    if PERCENT_RE.is_match(s) {
-        Vec::new()
-    } else {
-        vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])]
-    }
+    if PERCENT_RE.is_match(s) { Vec::new() } else { vec![regex_error(PERCENT_ERR, PERCENT_FMT, &["1%", "93%"])] }
 }
 
 /// An IP address as upstream accepts it (no leading zeros, no zone).
@@ -444,11 +392,7 @@ fn path_segment_errors(name: &str, prefix: bool) -> Vec<String> {
             }
         }
     }
-    ["/", "%"]
-        .iter()
-        .filter(|c| name.contains(**c))
-        .map(|c| format!("may not contain '{c}'"))
-        .collect()
+    ["/", "%"].iter().filter(|c| name.contains(**c)).map(|c| format!("may not contain '{c}'")).collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -525,10 +469,8 @@ pub(crate) fn go_string_map(v: Option<&Value>) -> String {
     match v.and_then(Value::as_object) {
         None => "map[string]string(nil)".to_string(),
         Some(m) => {
-            let items: Vec<String> = m
-                .iter()
-                .map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or(""))))
-                .collect();
+            let items: Vec<String> =
+                m.iter().map(|(k, v)| format!("{}:{}", go_quote(k), go_quote(v.as_str().unwrap_or("")))).collect();
             format!("map[string]string{{{}}}", items.join(", "))
         }
     }
@@ -567,11 +509,7 @@ pub(crate) fn go_label_selector(v: Option<&Value>) -> String {
             format!("[]v1.LabelSelectorRequirement{{{}}}", items.join(", "))
         }
     };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}",
-        go_string_map(sel.get("matchLabels")),
-        exprs
-    )
+    format!("v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{}}}", go_string_map(sel.get("matchLabels")), exprs)
 }
 
 /// Go's `%#v` of an `intstr.IntOrString`.
@@ -745,27 +683,15 @@ mod tests {
         );
         assert!(is_qualified_name("example.com/MyName").is_empty());
         assert!(is_qualified_name("app.kubernetes.io/name").is_empty());
-        assert_eq!(
-            is_qualified_name("/x"),
-            vec!["prefix part must be non-empty".to_string()]
-        );
+        assert_eq!(is_qualified_name("/x"), vec!["prefix part must be non-empty".to_string()]);
         assert_eq!(is_qualified_name("a/b/c").len(), 1);
         assert!(is_valid_label_value("").is_empty());
         assert!(!is_valid_label_value("-x").is_empty());
-        assert_eq!(
-            is_valid_label_value(&"a".repeat(64))[0],
-            "must be no more than 63 characters"
-        );
+        assert_eq!(is_valid_label_value(&"a".repeat(64))[0], "must be no more than 63 characters");
         assert!(is_config_map_key("..x").contains(&"must not start with '..'".to_string()));
         assert!(is_valid_port_name("http").is_empty());
-        assert_eq!(
-            is_valid_port_name("80"),
-            vec!["must contain at least one letter (a-z)".to_string()]
-        );
-        assert_eq!(
-            is_valid_port_num(0),
-            vec!["must be between 1 and 65535, inclusive".to_string()]
-        );
+        assert_eq!(is_valid_port_name("80"), vec!["must contain at least one letter (a-z)".to_string()]);
+        assert_eq!(is_valid_port_num(0), vec!["must be between 1 and 65535, inclusive".to_string()]);
     }
 
     #[test]
@@ -785,14 +711,8 @@ mod tests {
         assert_eq!(name_rule("", "namespaces"), NameRule::Label);
         assert_eq!(name_rule("", "services"), NameRule::Dns1035Label);
         assert_eq!(name_rule("rbac.authorization.k8s.io", "roles"), NameRule::PathSegment);
-        assert_eq!(
-            name_errors(NameRule::PathSegment, "system:controller:x", false),
-            Vec::<String>::new()
-        );
-        assert_eq!(
-            name_errors(NameRule::PathSegment, "a/b", false),
-            vec!["may not contain '/'".to_string()]
-        );
+        assert_eq!(name_errors(NameRule::PathSegment, "system:controller:x", false), Vec::<String>::new());
+        assert_eq!(name_errors(NameRule::PathSegment, "a/b", false), vec!["may not contain '/'".to_string()]);
         assert!(name_errors(NameRule::Subdomain, "web-", true).is_empty());
         assert!(!name_errors(NameRule::Subdomain, "web-", false).is_empty());
     }

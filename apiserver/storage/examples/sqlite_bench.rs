@@ -30,9 +30,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut lat = Vec::with_capacity(per);
             for i in 0..per {
                 let t = Instant::now();
-                store
-                    .create(&format!("/registry/bench/{w:03}/{i:06}"), value.clone())
-                    .await?;
+                store.create(&format!("/registry/bench/{w:03}/{i:06}"), value.clone()).await?;
                 lat.push(t.elapsed());
             }
             Ok::<_, rkube_storage::StoreError>(lat)

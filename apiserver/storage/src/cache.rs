@@ -99,10 +99,7 @@ pub struct WatchCache {
 
 impl std::fmt::Debug for WatchCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WatchCache")
-            .field("prefix", &self.shared.prefix)
-            .field("revision", &self.revision())
-            .finish()
+        f.debug_struct("WatchCache").field("prefix", &self.shared.prefix).field("revision", &self.revision()).finish()
     }
 }
 
@@ -115,9 +112,7 @@ impl Drop for WatchCache {
 /// Put `metadata.resourceVersion` = `rev` into a Kubernetes object.
 fn set_resource_version(value: &mut Value, rev: Revision) {
     if let Value::Object(map) = value {
-        let meta = map
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Default::default()));
+        let meta = map.entry("metadata").or_insert_with(|| Value::Object(Default::default()));
         if let Value::Object(meta) = meta {
             meta.insert("resourceVersion".into(), Value::String(rev.to_string()));
         }
@@ -128,13 +123,7 @@ fn build_object(key: &str, mut value: Value, create_revision: Revision, mod_revi
     set_resource_version(&mut value, mod_revision);
     // Serialising a Value cannot fail (every map key is a string).
     let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    Arc::new(CachedObject {
-        key: key.to_string(),
-        object: Arc::new(value),
-        json,
-        create_revision,
-        mod_revision,
-    })
+    Arc::new(CachedObject { key: key.to_string(), object: Arc::new(value), json, create_revision, mod_revision })
 }
 
 /// Keys outside this prefix (allocations, the compactor's key) only move the
@@ -161,12 +150,7 @@ async fn list_all(store: &dyn Store, prefix: &str) -> Result<(Vec<KeyValue>, Rev
     let mut start = None;
     loop {
         let page = store
-            .range(RangeRequest {
-                prefix: prefix.to_string(),
-                start: start.take(),
-                revision,
-                limit: LIST_PAGE,
-            })
+            .range(RangeRequest { prefix: prefix.to_string(), start: start.take(), revision, limit: LIST_PAGE })
             .await?;
         revision = page.revision;
         let next = page.kvs.last().map(|kv| format!("{}\0", kv.key));
@@ -210,17 +194,8 @@ impl Shared {
             Event::Put { kv, .. } => match parse_kv(&kv) {
                 Some(obj) => {
                     let prev = st.objects.insert(kv.key.clone(), obj.clone());
-                    let kind = if prev.is_some() {
-                        EventType::Modified
-                    } else {
-                        EventType::Added
-                    };
-                    CachedEvent {
-                        kind,
-                        revision: rev,
-                        object: obj,
-                        prev,
-                    }
+                    let kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
+                    CachedEvent { kind, revision: rev, object: obj, prev }
                 }
                 None => {
                     // Unreadable value: the key leaves the cache; nobody is told.
@@ -234,19 +209,12 @@ impl Shared {
                 let old = st.objects.remove(&key);
                 let last = match &old {
                     Some(o) => Some(((*o.object).clone(), o.create_revision)),
-                    None => serde_json::from_slice::<Value>(&prev.value)
-                        .ok()
-                        .map(|v| (v, prev.create_revision)),
+                    None => serde_json::from_slice::<Value>(&prev.value).ok().map(|v| (v, prev.create_revision)),
                 };
                 match last {
                     Some((value, create_revision)) => {
                         let obj = build_object(&key, value, create_revision, revision);
-                        CachedEvent {
-                            kind: EventType::Deleted,
-                            revision,
-                            object: obj,
-                            prev: old,
-                        }
+                        CachedEvent { kind: EventType::Deleted, revision, object: obj, prev: old }
                     }
                     None => {
                         st.revision = rev;
@@ -275,29 +243,15 @@ impl Shared {
                 continue;
             }
             if let Some(obj) = parse_kv(kv) {
-                let kind = if old.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                events.push(CachedEvent {
-                    kind,
-                    revision,
-                    object: obj.clone(),
-                    prev: old,
-                });
+                let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
+                events.push(CachedEvent { kind, revision, object: obj.clone(), prev: old });
                 fresh.insert(kv.key.clone(), obj);
             }
         }
         for (key, old) in &st.objects {
             if !fresh.contains_key(key) {
                 let obj = build_object(key, (*old.object).clone(), old.create_revision, revision);
-                events.push(CachedEvent {
-                    kind: EventType::Deleted,
-                    revision,
-                    object: obj,
-                    prev: Some(old.clone()),
-                });
+                events.push(CachedEvent { kind: EventType::Deleted, revision, object: obj, prev: Some(old.clone()) });
             }
         }
         events.sort_by(|a, b| a.object.key.cmp(&b.object.key));
@@ -326,21 +280,13 @@ impl WatchCache {
                 Err(e) => return Err(e),
             }
         };
-        let objects = kvs
-            .iter()
-            .filter_map(|kv| parse_kv(kv).map(|o| (kv.key.clone(), o)))
-            .collect();
+        let objects = kvs.iter().filter_map(|kv| parse_kv(kv).map(|o| (kv.key.clone(), o))).collect();
         let (events, _) = broadcast::channel(LIVE_BUFFER);
         let (applied, _) = watch::channel(revision);
         let shared = Arc::new(Shared {
             prefix: prefix.to_string(),
             capacity: history_capacity.max(1),
-            state: RwLock::new(State {
-                objects,
-                revision,
-                history: VecDeque::new(),
-                history_start: revision,
-            }),
+            state: RwLock::new(State { objects, revision, history: VecDeque::new(), history_start: revision }),
             events,
             applied,
         });
@@ -391,10 +337,7 @@ impl WatchCache {
         if prefix.starts_with(&self.shared.prefix) || self.shared.prefix.starts_with(prefix) {
             Ok(())
         } else {
-            Err(StoreError::Backend(format!(
-                "prefix {prefix:?} is outside the watch cache's {:?}",
-                self.shared.prefix
-            )))
+            Err(StoreError::Backend(format!("prefix {prefix:?} is outside the watch cache's {:?}", self.shared.prefix)))
         }
     }
 
@@ -407,30 +350,16 @@ impl WatchCache {
         let (after, backlog) = if after == 0 {
             (st.revision, VecDeque::new())
         } else if after < st.history_start {
-            return Err(StoreError::Compacted {
-                requested: after,
-                compacted: st.history_start,
-            });
+            return Err(StoreError::Compacted { requested: after, compacted: st.history_start });
         } else {
             let start = st.history.partition_point(|e| e.revision <= after);
-            let backlog = st
-                .history
-                .range(start..)
-                .filter(|e| e.object.key.starts_with(prefix))
-                .cloned()
-                .collect();
+            let backlog = st.history.range(start..).filter(|e| e.object.key.starts_with(prefix)).cloned().collect();
             (after, backlog)
         };
         // Subscribing under the read lock: no event is missed or seen twice.
         let rx = self.shared.events.subscribe();
         drop(st);
-        Ok(CacheWatcher {
-            prefix: prefix.to_string(),
-            after,
-            backlog,
-            rx: Some(rx),
-            lagged: false,
-        })
+        Ok(CacheWatcher { prefix: prefix.to_string(), after, backlog, rx: Some(rx), lagged: false })
     }
 
     /// Atomically: the objects under `prefix`, their revision, and a watcher starting
@@ -585,9 +514,7 @@ mod tests {
         }
 
         fn record(inner: &mut MemInner, ev: Event) {
-            inner
-                .watchers
-                .retain(|(p, tx)| !ev.key().starts_with(p.as_str()) || tx.send(Ok(ev.clone())).is_ok());
+            inner.watchers.retain(|(p, tx)| !ev.key().starts_with(p.as_str()) || tx.send(Ok(ev.clone())).is_ok());
             inner.log.push(ev);
         }
 
@@ -612,14 +539,7 @@ mod tests {
             let prev = inner.kvs.remove(key).unwrap();
             inner.rev += 1;
             let revision = inner.rev;
-            Self::record(
-                &mut inner,
-                Event::Delete {
-                    key: key.into(),
-                    revision,
-                    prev,
-                },
-            );
+            Self::record(&mut inner, Event::Delete { key: key.into(), revision, prev });
             revision
         }
 
@@ -629,10 +549,7 @@ mod tests {
             let c = inner.compacted;
             for (_, tx) in inner.watchers.drain(..) {
                 if compacted {
-                    let _ = tx.send(Err(StoreError::Compacted {
-                        requested: 0,
-                        compacted: c,
-                    }));
+                    let _ = tx.send(Err(StoreError::Compacted { requested: 0, compacted: c }));
                 }
             }
         }
@@ -660,11 +577,7 @@ mod tests {
             if more {
                 kvs.truncate(req.limit);
             }
-            Ok(crate::RangeResult {
-                kvs,
-                revision: inner.rev,
-                more,
-            })
+            Ok(crate::RangeResult { kvs, revision: inner.rev, more })
         }
         async fn count(&self, prefix: &str) -> Result<i64> {
             Ok(self.lock().kvs.keys().filter(|k| k.starts_with(prefix)).count() as i64)
@@ -687,17 +600,10 @@ mod tests {
         async fn watch(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<Event>>> {
             let mut inner = self.lock();
             if after + 1 < inner.compacted {
-                return Err(StoreError::Compacted {
-                    requested: after,
-                    compacted: inner.compacted,
-                });
+                return Err(StoreError::Compacted { requested: after, compacted: inner.compacted });
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            for ev in inner
-                .log
-                .iter()
-                .filter(|e| e.revision() > after && e.key().starts_with(prefix))
-            {
+            for ev in inner.log.iter().filter(|e| e.revision() > after && e.key().starts_with(prefix)) {
                 let _ = tx.send(Ok(ev.clone()));
             }
             inner.watchers.push((prefix.to_string(), tx));
@@ -720,20 +626,14 @@ mod tests {
     }
 
     async fn next(w: &mut CacheWatcher) -> Arc<CachedEvent> {
-        tokio::time::timeout(Duration::from_secs(5), w.next())
-            .await
-            .expect("event in time")
-            .expect("watcher open")
+        tokio::time::timeout(Duration::from_secs(5), w.next()).await.expect("event in time").expect("watcher open")
     }
 
     #[tokio::test]
     async fn start_lists_objects_with_resource_versions_serialised_once() {
         let mem = Arc::new(Mem::default());
         let r1 = mem.put("/registry/pods/ns/a", pod("a", 1));
-        mem.put(
-            "/registry/services/ns/a",
-            json!({"kind": "Service", "metadata": {"name": "a"}}),
-        );
+        mem.put("/registry/services/ns/a", json!({"kind": "Service", "metadata": {"name": "a"}}));
         let r3 = mem.put("/registry/pods/ns/b", pod("b", 1));
         let cache = WatchCache::start(mem.clone(), "/registry/", 100).await.unwrap();
         assert_eq!(cache.revision(), r3);
@@ -763,10 +663,7 @@ mod tests {
         let r3 = mem.del("/registry/pods/ns/a");
 
         let e1 = next(&mut w).await;
-        assert_eq!(
-            (e1.kind, e1.revision, rv(&e1.object)),
-            (EventType::Added, r1, r1.to_string().as_str())
-        );
+        assert_eq!((e1.kind, e1.revision, rv(&e1.object)), (EventType::Added, r1, r1.to_string().as_str()));
         assert!(e1.prev.is_none());
         let e2 = next(&mut w).await;
         assert_eq!((e2.kind, e2.revision), (EventType::Modified, r2));
@@ -786,23 +683,15 @@ mod tests {
         let cache = WatchCache::start(mem.clone(), "/registry/", 10).await.unwrap();
         let r = mem.put("/registry/x/a", json!({}));
         cache.wait_for(r, Duration::from_secs(5)).await.unwrap();
-        assert_eq!(
-            cache.wait_for(r + 5, Duration::from_millis(50)).await,
-            Err(StoreError::FutureRevision(r + 5))
-        );
-        assert_eq!(
-            cache.get("/registry/x/a", r + 5).await.err(),
-            Some(StoreError::FutureRevision(r + 5))
-        );
+        assert_eq!(cache.wait_for(r + 5, Duration::from_millis(50)).await, Err(StoreError::FutureRevision(r + 5)));
+        assert_eq!(cache.get("/registry/x/a", r + 5).await.err(), Some(StoreError::FutureRevision(r + 5)));
     }
 
     #[tokio::test]
     async fn history_window_serves_recent_revisions_and_rejects_older() {
         let mem = Arc::new(Mem::default());
         let cache = WatchCache::start(mem.clone(), "/registry/", 3).await.unwrap();
-        let revs: Vec<Revision> = (0..5)
-            .map(|i| mem.put(&format!("/registry/c/ns/{i}"), json!({"i": i})))
-            .collect();
+        let revs: Vec<Revision> = (0..5).map(|i| mem.put(&format!("/registry/c/ns/{i}"), json!({"i": i}))).collect();
         cache.wait_for(revs[4], Duration::from_secs(5)).await.unwrap();
         // Window holds the last 3 events: revs[2..]; resuming after revs[1] works.
         let mut w = cache.watch("/registry/", revs[1]).unwrap();
@@ -835,10 +724,7 @@ mod tests {
         let r_new = mem.put("/registry/p/ns/new", json!({"v": 1}));
         mem.compact(r_new).await.unwrap();
         for (_, tx) in hidden {
-            let _ = tx.send(Err(StoreError::Compacted {
-                requested: old,
-                compacted: r_new,
-            }));
+            let _ = tx.send(Err(StoreError::Compacted { requested: old, compacted: r_new }));
         }
 
         let mut seen = Vec::new();
@@ -857,10 +743,7 @@ mod tests {
         );
         let changed = cache.get("/registry/p/ns/change", r_new).await.unwrap().unwrap();
         assert_eq!(rv(&changed), r_change.to_string());
-        assert!(matches!(
-            cache.watch("/registry/", old),
-            Err(StoreError::Compacted { .. })
-        ));
+        assert!(matches!(cache.watch("/registry/", old), Err(StoreError::Compacted { .. })));
         // The cache follows the store again afterwards.
         let r = mem.put("/registry/p/ns/later", json!({}));
         assert_eq!(next(&mut w).await.revision, r);

@@ -87,9 +87,7 @@ impl Compactor {
         }
         match store.compact(target).await {
             // Someone compacted further already: nothing left to do.
-            Ok(()) | Err(StoreError::Compacted { .. }) => Ok(TickOutcome::Won {
-                compacted: Some(target),
-            }),
+            Ok(()) | Err(StoreError::Compacted { .. }) => Ok(TickOutcome::Won { compacted: Some(target) }),
             Err(e) => Err(e),
         }
     }
@@ -118,45 +116,26 @@ mod tests {
         let (mut one, mut two) = (Compactor::default(), Compactor::default());
 
         // Bootstrap: the first loop records a revision, compacts nothing.
-        assert_eq!(
-            one.tick(store.as_ref()).await.unwrap(),
-            TickOutcome::Won { compacted: None }
-        ); // key at 2
+        assert_eq!(one.tick(store.as_ref()).await.unwrap(), TickOutcome::Won { compacted: None }); // key at 2
         assert_eq!(store.compacted_revision().await.unwrap(), 0);
         // The second loop finds the key already written and backs off.
         assert_eq!(two.tick(store.as_ref()).await.unwrap(), TickOutcome::Lost);
 
         store.update("/registry/a", b("2"), 0).await.unwrap(); // 3
         // Next interval: the first loop wins again and compacts to what it saw one interval ago.
-        assert_eq!(
-            one.tick(store.as_ref()).await.unwrap(),
-            TickOutcome::Won { compacted: Some(2) }
-        ); // key at 4
+        assert_eq!(one.tick(store.as_ref()).await.unwrap(), TickOutcome::Won { compacted: Some(2) }); // key at 4
         assert_eq!(store.compacted_revision().await.unwrap(), 2);
         // The second loop's view of the key is stale: it loses again, no double compaction.
         assert_eq!(two.tick(store.as_ref()).await.unwrap(), TickOutcome::Lost);
         assert_eq!(store.compacted_revision().await.unwrap(), 2);
 
         // If the first loop stops, the second takes over on its next tick.
-        assert_eq!(
-            two.tick(store.as_ref()).await.unwrap(),
-            TickOutcome::Won { compacted: Some(4) }
-        );
+        assert_eq!(two.tick(store.as_ref()).await.unwrap(), TickOutcome::Won { compacted: Some(4) });
         assert_eq!(store.compacted_revision().await.unwrap(), 4);
         let kv = store.get(COMPACT_REV_KEY).await.unwrap().unwrap();
-        assert_eq!(
-            (kv.value, kv.mod_revision),
-            (b("4"), 5),
-            "the winner records the revision it compacts to"
-        );
+        assert_eq!((kv.value, kv.mod_revision), (b("4"), 5), "the winner records the revision it compacts to");
         // Current data survives.
-        let all = store
-            .range(RangeRequest {
-                prefix: "/registry/".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let all = store.range(RangeRequest { prefix: "/registry/".into(), ..Default::default() }).await.unwrap();
         assert_eq!(all.kvs[0].value, b("2"));
     }
 
@@ -174,10 +153,7 @@ mod tests {
         let compacted = store.compacted_revision().await.unwrap();
         assert!(compacted < store.current_revision().await.unwrap());
         drop(store);
-        tokio::time::timeout(Duration::from_secs(5), handle)
-            .await
-            .unwrap()
-            .unwrap();
+        tokio::time::timeout(Duration::from_secs(5), handle).await.unwrap().unwrap();
     }
 
     #[tokio::test]

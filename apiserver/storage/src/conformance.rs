@@ -24,10 +24,7 @@ static RUN: AtomicU64 = AtomicU64::new(0);
 
 /// A key prefix no earlier run used.
 pub fn fresh_base() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     format!("/conformance/{nanos}-{}/", RUN.fetch_add(1, Ordering::Relaxed))
 }
 
@@ -71,23 +68,11 @@ fn keys(kvs: &[KeyValue]) -> Vec<&str> {
 /// create/get/update/delete with compare-and-swap semantics.
 pub async fn crud_cas(store: &Arc<dyn Store>, p: &str) {
     let a = format!("{p}a");
-    assert_eq!(
-        must(store.get(&a).await, "get missing"),
-        None,
-        "missing key reads as None"
-    );
+    assert_eq!(must(store.get(&a).await, "get missing"), None, "missing key reads as None");
 
     let r1 = must(store.create(&a, b("v1")).await, "create");
     let kv = must(store.get(&a).await, "get").expect("created key is readable");
-    assert_eq!(
-        kv,
-        KeyValue {
-            key: a.clone(),
-            value: b("v1"),
-            create_revision: r1,
-            mod_revision: r1
-        }
-    );
+    assert_eq!(kv, KeyValue { key: a.clone(), value: b("v1"), create_revision: r1, mod_revision: r1 });
 
     match store.create(&a, b("again")).await {
         Err(StoreError::AlreadyExists(k)) => assert_eq!(k, a),
@@ -98,33 +83,17 @@ pub async fn crud_cas(store: &Arc<dyn Store>, p: &str) {
     let r2 = must(store.update(&a, b("v2"), r1).await, "update with current revision");
     assert!(r2 > r1);
     let kv = must(store.get(&a).await, "get").expect("updated key");
-    assert_eq!(
-        (kv.value, kv.create_revision, kv.mod_revision),
-        (b("v2"), r1, r2),
-        "update keeps create_revision"
-    );
+    assert_eq!((kv.value, kv.create_revision, kv.mod_revision), (b("v2"), r1, r2), "update keeps create_revision");
 
     // Stale expected revision: Conflict carrying the current value, nothing written.
     match store.update(&a, b("stale"), r1).await {
         Err(StoreError::Conflict { key, current }) => {
             assert_eq!(key, a);
-            assert_eq!(
-                *current,
-                KeyValue {
-                    key: a.clone(),
-                    value: b("v2"),
-                    create_revision: r1,
-                    mod_revision: r2
-                }
-            );
+            assert_eq!(*current, KeyValue { key: a.clone(), value: b("v2"), create_revision: r1, mod_revision: r2 });
         }
         other => panic!("stale update must conflict, got {other:?}"),
     }
-    assert_eq!(
-        must(store.get(&a).await, "get").map(|kv| kv.value),
-        Some(b("v2")),
-        "conflict wrote nothing"
-    );
+    assert_eq!(must(store.get(&a).await, "get").map(|kv| kv.value), Some(b("v2")), "conflict wrote nothing");
 
     // expected = 0 updates whatever is there.
     let r3 = must(store.update(&a, b("v3"), 0).await, "update with expected=0");
@@ -153,15 +122,7 @@ pub async fn crud_cas(store: &Arc<dyn Store>, p: &str) {
     }
     let (r4, last) = must(store.delete(&a, r3).await, "delete with current revision");
     assert!(r4 > r3);
-    assert_eq!(
-        last,
-        KeyValue {
-            key: a.clone(),
-            value: b("v3"),
-            create_revision: r1,
-            mod_revision: r3
-        }
-    );
+    assert_eq!(last, KeyValue { key: a.clone(), value: b("v3"), create_revision: r1, mod_revision: r3 });
     assert_eq!(must(store.get(&a).await, "get deleted").map(|kv| kv.key), None);
 
     // Re-create: a new life with a new create_revision; delete with expected = 0.
@@ -179,10 +140,7 @@ pub async fn crud_cas(store: &Arc<dyn Store>, p: &str) {
     assert_eq!(must(store.get(&bin).await, "get").map(|kv| kv.value), Some(raw));
     let empty = format!("{p}empty");
     must(store.create(&empty, Bytes::new()).await, "create empty");
-    assert_eq!(
-        must(store.get(&empty).await, "get").map(|kv| kv.value),
-        Some(Bytes::new())
-    );
+    assert_eq!(must(store.get(&empty).await, "get").map(|kv| kv.value), Some(Bytes::new()));
 }
 
 /// Every successful write bumps the global revision by exactly one; failed writes do not.
@@ -198,11 +156,7 @@ pub async fn revisions_increase_by_one(store: &Arc<dyn Store>, p: &str) {
         rev = r;
         assert!(store.create(&k, b("z")).await.is_err());
         assert!(store.update(&k, b("z"), rev - 1).await.is_err());
-        assert_eq!(
-            must(store.current_revision().await, "current_revision"),
-            rev,
-            "failed writes keep the revision"
-        );
+        assert_eq!(must(store.current_revision().await, "current_revision"), rev, "failed writes keep the revision");
         if i % 2 == 0 {
             let (r, _) = must(store.delete(&k, 0).await, "delete");
             assert_eq!(r, rev + 1, "delete bumps the revision by one");
@@ -225,20 +179,8 @@ pub async fn range_prefix_sorted_paginated(store: &Arc<dyn Store>, p: &str) {
 
     let mut expected: Vec<String> = names.iter().map(|n| format!("{p}{n}")).collect();
     expected.sort();
-    let all = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                ..Default::default()
-            })
-            .await,
-        "range",
-    );
-    assert_eq!(
-        keys(&all.kvs),
-        expected.iter().map(String::as_str).collect::<Vec<_>>(),
-        "sorted by key, prefix only"
-    );
+    let all = must(store.range(RangeRequest { prefix: p.to_string(), ..Default::default() }).await, "range");
+    assert_eq!(keys(&all.kvs), expected.iter().map(String::as_str).collect::<Vec<_>>(), "sorted by key, prefix only");
     assert!(!all.more);
     assert_eq!(all.revision, must(store.current_revision().await, "current_revision"));
     for kv in &all.kvs {
@@ -250,12 +192,7 @@ pub async fn range_prefix_sorted_paginated(store: &Arc<dyn Store>, p: &str) {
     let mut start: Option<String> = None;
     let mut pages = 0;
     loop {
-        let req = RangeRequest {
-            prefix: p.to_string(),
-            start: start.clone(),
-            revision: all.revision,
-            limit: 3,
-        };
+        let req = RangeRequest { prefix: p.to_string(), start: start.clone(), revision: all.revision, limit: 3 };
         let page = must(store.range(req).await, "range page");
         assert!(page.kvs.len() <= 3);
         assert_eq!(page.revision, all.revision);
@@ -264,11 +201,7 @@ pub async fn range_prefix_sorted_paginated(store: &Arc<dyn Store>, p: &str) {
         if !page.more {
             break;
         }
-        let last = page
-            .kvs
-            .last()
-            .map(|kv| kv.key.clone())
-            .expect("a page with more has keys");
+        let last = page.kvs.last().map(|kv| kv.key.clone()).expect("a page with more has keys");
         start = Some(format!("{last}\0"));
         assert!(pages < 10, "pagination does not end");
     }
@@ -277,13 +210,7 @@ pub async fn range_prefix_sorted_paginated(store: &Arc<dyn Store>, p: &str) {
 
     // A limit equal to the number of keys: everything, more = false.
     let exact = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                limit: expected.len(),
-                ..Default::default()
-            })
-            .await,
+        store.range(RangeRequest { prefix: p.to_string(), limit: expected.len(), ..Default::default() }).await,
         "range exact limit",
     );
     assert_eq!(exact.kvs.len(), expected.len());
@@ -291,54 +218,21 @@ pub async fn range_prefix_sorted_paginated(store: &Arc<dyn Store>, p: &str) {
 
     // start inside the prefix.
     let from_c = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                start: Some(format!("{p}c")),
-                ..Default::default()
-            })
-            .await,
+        store.range(RangeRequest { prefix: p.to_string(), start: Some(format!("{p}c")), ..Default::default() }).await,
         "range from start",
     );
-    let want: Vec<&str> = expected
-        .iter()
-        .map(String::as_str)
-        .filter(|k| *k >= format!("{p}c").as_str())
-        .collect();
+    let want: Vec<&str> = expected.iter().map(String::as_str).filter(|k| *k >= format!("{p}c").as_str()).collect();
     assert_eq!(keys(&from_c.kvs), want);
 
     // A sub-prefix and an empty prefix range.
-    let sub = must(
-        store
-            .range(RangeRequest {
-                prefix: format!("{p}c/"),
-                ..Default::default()
-            })
-            .await,
-        "range sub",
-    );
+    let sub = must(store.range(RangeRequest { prefix: format!("{p}c/"), ..Default::default() }).await, "range sub");
     assert_eq!(keys(&sub.kvs), vec![format!("{p}c/x").as_str()]);
-    let none = must(
-        store
-            .range(RangeRequest {
-                prefix: format!("{p}nothing/"),
-                ..Default::default()
-            })
-            .await,
-        "empty",
-    );
+    let none = must(store.range(RangeRequest { prefix: format!("{p}nothing/"), ..Default::default() }).await, "empty");
     assert!(none.kvs.is_empty() && !none.more);
 
     // A future revision.
     let future = all.revision + 1000;
-    match store
-        .range(RangeRequest {
-            prefix: p.to_string(),
-            revision: future,
-            ..Default::default()
-        })
-        .await
-    {
+    match store.range(RangeRequest { prefix: p.to_string(), revision: future, ..Default::default() }).await {
         Err(StoreError::FutureRevision(r)) => assert_eq!(r, future),
         other => panic!("range at a future revision must be FutureRevision, got {other:?}"),
     }
@@ -378,21 +272,11 @@ pub async fn range_at_past_revision_under_concurrent_writes(store: &Arc<dyn Stor
     let mut got: BTreeMap<String, (Bytes, Revision)> = BTreeMap::new();
     let mut start: Option<String> = None;
     for _ in 0..100 {
-        let req = RangeRequest {
-            prefix: p.to_string(),
-            start: start.clone(),
-            revision: r,
-            limit: 7,
-        };
+        let req = RangeRequest { prefix: p.to_string(), start: start.clone(), revision: r, limit: 7 };
         let page = must(store.range(req).await, "range page at R");
         assert_eq!(page.revision, r, "a read at R reports R");
         for kv in &page.kvs {
-            assert!(
-                got.insert(kv.key.clone(), (kv.value.clone(), kv.mod_revision))
-                    .is_none(),
-                "duplicate {}",
-                kv.key
-            );
+            assert!(got.insert(kv.key.clone(), (kv.value.clone(), kv.mod_revision)).is_none(), "duplicate {}", kv.key);
         }
         if !page.more {
             break;
@@ -404,39 +288,12 @@ pub async fn range_at_past_revision_under_concurrent_writes(store: &Arc<dyn Stor
     assert_eq!(got, at_r, "paginated read at R returns exactly the state at R");
 
     // Once the writes are done, R still reads the same, and current reads differ.
-    let again = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                revision: r,
-                ..Default::default()
-            })
-            .await,
-        "R",
-    );
-    let again: BTreeMap<_, _> = again
-        .kvs
-        .into_iter()
-        .map(|kv| (kv.key, (kv.value, kv.mod_revision)))
-        .collect();
+    let again = must(store.range(RangeRequest { prefix: p.to_string(), revision: r, ..Default::default() }).await, "R");
+    let again: BTreeMap<_, _> = again.kvs.into_iter().map(|kv| (kv.key, (kv.value, kv.mod_revision))).collect();
     assert_eq!(again, at_r);
-    let now = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                ..Default::default()
-            })
-            .await,
-        "now",
-    );
-    assert!(
-        now.kvs.iter().any(|kv| kv.value == b("new")),
-        "current read sees the new keys"
-    );
-    assert!(
-        !now.kvs.iter().any(|kv| kv.key == format!("{p}k01")),
-        "current read misses deleted keys"
-    );
+    let now = must(store.range(RangeRequest { prefix: p.to_string(), ..Default::default() }).await, "now");
+    assert!(now.kvs.iter().any(|kv| kv.value == b("new")), "current read sees the new keys");
+    assert!(!now.kvs.iter().any(|kv| kv.key == format!("{p}k01")), "current read misses deleted keys");
 }
 
 /// count counts the live keys under a prefix.
@@ -446,10 +303,7 @@ pub async fn count(store: &Arc<dyn Store>, p: &str) {
         must(store.create(&format!("{p}{i}"), b("x")).await, "create");
     }
     must(store.create(&format!("{p}sub/a"), b("x")).await, "create");
-    must(
-        store.create(&format!("{}x", p.trim_end_matches('/')), b("x")).await,
-        "create outside",
-    );
+    must(store.create(&format!("{}x", p.trim_end_matches('/')), b("x")).await, "create outside");
     assert_eq!(must(store.count(p).await, "count"), 8);
     assert_eq!(must(store.count(&format!("{p}sub/")).await, "count sub"), 1);
     must(store.delete(&format!("{p}3"), 0).await, "delete");
@@ -458,21 +312,12 @@ pub async fn count(store: &Arc<dyn Store>, p: &str) {
 }
 
 fn expect_put(ev: &Event, key: &str, value: &str, create: Revision, rev: Revision, prev: Option<(&str, Revision)>) {
-    let Event::Put { kv, prev: got_prev } = ev else {
-        panic!("expected a put of {key} at {rev}, got {ev:?}")
-    };
-    assert_eq!(
-        (kv.key.as_str(), &kv.value, kv.create_revision, kv.mod_revision),
-        (key, &b(value), create, rev)
-    );
+    let Event::Put { kv, prev: got_prev } = ev else { panic!("expected a put of {key} at {rev}, got {ev:?}") };
+    assert_eq!((kv.key.as_str(), &kv.value, kv.create_revision, kv.mod_revision), (key, &b(value), create, rev));
     match (prev, got_prev) {
         (None, Some(p)) => panic!("a create carries no prev, got {p:?}"),
         (Some((v, r)), Some(p)) => {
-            assert_eq!(
-                (p.key.as_str(), &p.value, p.mod_revision),
-                (key, &b(v), r),
-                "put prev value"
-            )
+            assert_eq!((p.key.as_str(), &p.value, p.mod_revision), (key, &b(v), r), "put prev value")
         }
         // prev on a put is optional for a backend.
         (_, None) => {}
@@ -486,12 +331,7 @@ fn expect_delete(ev: &Event, key: &str, rev: Revision, prev_value: &str, prev_re
     assert_eq!((k.as_str(), *revision), (key, rev));
     assert_eq!(
         prev,
-        &KeyValue {
-            key: key.to_string(),
-            value: b(prev_value),
-            create_revision: create,
-            mod_revision: prev_rev
-        },
+        &KeyValue { key: key.to_string(), value: b(prev_value), create_revision: create, mod_revision: prev_rev },
         "a delete carries the last value"
     );
 }
@@ -512,14 +352,7 @@ pub async fn watch_replays_then_streams(store: &Arc<dyn Store>, p: &str) {
     let mut w = must(store.watch(p, r0).await, "watch from r0");
     expect_put(&next_event(&mut w, "replay 1").await, &a, "a1", r1, r1, None);
     expect_put(&next_event(&mut w, "replay 2").await, &bk, "b1", r2, r2, None);
-    expect_put(
-        &next_event(&mut w, "replay 3").await,
-        &a,
-        "a2",
-        r1,
-        r4,
-        Some(("a1", r1)),
-    );
+    expect_put(&next_event(&mut w, "replay 3").await, &a, "a2", r1, r4, Some(("a1", r1)));
     expect_delete(&next_event(&mut w, "replay 4").await, &bk, r5, "b1", r2, r2);
 
     // A watch from the middle starts strictly after its revision.
@@ -580,10 +413,7 @@ pub async fn concurrent_writers(store: &Arc<dyn Store>, p: &str) {
         handles.push(tokio::spawn(async move {
             let mut revs = Vec::with_capacity(PER_TASK);
             for i in 0..PER_TASK {
-                revs.push(must(
-                    store.create(&format!("{p}{t:02}/{i:03}"), b("x")).await,
-                    "concurrent create",
-                ));
+                revs.push(must(store.create(&format!("{p}{t:02}/{i:03}"), b("x")).await, "concurrent create"));
             }
             revs
         }));
@@ -597,15 +427,7 @@ pub async fn concurrent_writers(store: &Arc<dyn Store>, p: &str) {
     let want: Vec<Revision> = (before + 1..=before + n as i64).collect();
     assert_eq!(revs, want, "acknowledged revisions are distinct and contiguous");
     assert_eq!(must(store.count(p).await, "count"), n as i64);
-    let all = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                ..Default::default()
-            })
-            .await,
-        "range",
-    );
+    let all = must(store.range(RangeRequest { prefix: p.to_string(), ..Default::default() }).await, "range");
     assert_eq!(all.kvs.len(), n);
     assert_eq!(all.revision, before + n as i64);
 }
@@ -620,15 +442,7 @@ pub async fn compaction(store: &Arc<dyn Store>, p: &str) {
     let r_a2 = must(store.update(&a, b("a2"), 0).await, "update a");
     must(store.delete(&bk, 0).await, "delete b");
     let at = must(store.current_revision().await, "current_revision");
-    let snapshot = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                ..Default::default()
-            })
-            .await,
-        "snapshot",
-    );
+    let snapshot = must(store.range(RangeRequest { prefix: p.to_string(), ..Default::default() }).await, "snapshot");
     let r_a3 = must(store.update(&a, b("a3"), 0).await, "update a");
     let r_d = must(store.create(&d, b("d1")).await, "create d");
     let (r_del_c, _) = must(store.delete(&c, 0).await, "delete c");
@@ -637,43 +451,17 @@ pub async fn compaction(store: &Arc<dyn Store>, p: &str) {
     assert!(must(store.compacted_revision().await, "compacted_revision") >= at);
 
     // The compacted revision itself is still readable and unchanged.
-    let at_c = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                revision: at,
-                ..Default::default()
-            })
-            .await,
-        "at",
-    );
-    assert_eq!(
-        at_c.kvs, snapshot.kvs,
-        "the state at the compacted revision survives compaction"
-    );
+    let at_c =
+        must(store.range(RangeRequest { prefix: p.to_string(), revision: at, ..Default::default() }).await, "at");
+    assert_eq!(at_c.kvs, snapshot.kvs, "the state at the compacted revision survives compaction");
     // Current values survive.
-    let now = must(
-        store
-            .range(RangeRequest {
-                prefix: p.to_string(),
-                ..Default::default()
-            })
-            .await,
-        "now",
-    );
+    let now = must(store.range(RangeRequest { prefix: p.to_string(), ..Default::default() }).await, "now");
     assert_eq!(keys(&now.kvs), vec![a.as_str(), d.as_str()]);
     assert_eq!(now.kvs[0].value, b("a3"));
     assert_eq!(must(store.get(&a).await, "get").map(|kv| kv.value), Some(b("a3")));
 
     // Older revisions are gone, for range and for watch.
-    match store
-        .range(RangeRequest {
-            prefix: p.to_string(),
-            revision: at - 1,
-            ..Default::default()
-        })
-        .await
-    {
+    match store.range(RangeRequest { prefix: p.to_string(), revision: at - 1, ..Default::default() }).await {
         Err(StoreError::Compacted { .. }) => {}
         other => panic!("range below the compacted revision must be Compacted, got {other:?}"),
     }
@@ -688,22 +476,8 @@ pub async fn compaction(store: &Arc<dyn Store>, p: &str) {
 
     // Watching from the compacted revision replays everything after it.
     let mut w = must(store.watch(p, at).await, "watch from the compacted revision");
-    expect_put(
-        &next_event(&mut w, "after compaction 1").await,
-        &a,
-        "a3",
-        r_a1,
-        r_a3,
-        Some(("a2", r_a2)),
-    );
-    expect_put(
-        &next_event(&mut w, "after compaction 2").await,
-        &d,
-        "d1",
-        r_d,
-        r_d,
-        None,
-    );
+    expect_put(&next_event(&mut w, "after compaction 1").await, &a, "a3", r_a1, r_a3, Some(("a2", r_a2)));
+    expect_put(&next_event(&mut w, "after compaction 2").await, &d, "d1", r_d, r_d, None);
     let ev = next_event(&mut w, "after compaction 3").await;
     assert!(
         matches!(&ev, Event::Delete { key, revision, prev } if *key == c && *revision == r_del_c && prev.value == b("c1"))

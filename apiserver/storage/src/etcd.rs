@@ -57,9 +57,7 @@ pub struct EtcdStore {
 
 impl std::fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtcdStore")
-            .field("compacted", &self.compacted.load(Ordering::Relaxed))
-            .finish()
+        f.debug_struct("EtcdStore").field("compacted", &self.compacted.load(Ordering::Relaxed)).finish()
     }
 }
 
@@ -101,9 +99,7 @@ fn convert_kv(kv: &etcd_client::KeyValue) -> KeyValue {
 }
 
 fn header_revision(header: Option<&etcd_client::ResponseHeader>) -> Result<Revision> {
-    header
-        .map(|h| h.revision())
-        .ok_or_else(|| backend("response without header"))
+    header.map(|h| h.revision()).ok_or_else(|| backend("response without header"))
 }
 
 async fn with_timeout<T>(fut: impl Future<Output = std::result::Result<T, etcd_client::Error>>) -> Result<T> {
@@ -155,10 +151,7 @@ impl EtcdStore {
             .with_keep_alive(Duration::from_secs(10), Duration::from_secs(20))
             .with_require_leader(true);
         let client = Client::connect(endpoints, Some(options)).await.map_err(backend)?;
-        let store = Arc::new(EtcdStore {
-            client,
-            compacted: AtomicI64::new(0),
-        });
+        let store = Arc::new(EtcdStore { client, compacted: AtomicI64::new(0) });
         // The channel connects lazily: probe until the cluster answers.
         let deadline = tokio::time::Instant::now() + CONNECT_BUDGET;
         loop {
@@ -209,10 +202,7 @@ impl EtcdStore {
     /// A `Compacted` error for a read at `requested`, with the best known compacted revision.
     fn compacted_error(&self, requested: Revision) -> StoreError {
         self.note_compacted(requested + 1);
-        StoreError::Compacted {
-            requested,
-            compacted: self.compacted.load(Ordering::SeqCst),
-        }
+        StoreError::Compacted { requested, compacted: self.compacted.load(Ordering::SeqCst) }
     }
 
     /// Whether a read at `rev` still works (false = compacted away).
@@ -244,10 +234,8 @@ impl EtcdStore {
 #[async_trait]
 impl Store for EtcdStore {
     async fn get(&self, key: &str) -> Result<Option<KeyValue>> {
-        let resp: GetResponse = self
-            .call(true, |mut kv| async move { kv.get(key, None).await })
-            .await?
-            .map_err(backend)?;
+        let resp: GetResponse =
+            self.call(true, |mut kv| async move { kv.get(key, None).await }).await?.map_err(backend)?;
         Ok(resp.kvs().first().map(convert_kv))
     }
 
@@ -266,11 +254,7 @@ impl Store for EtcdStore {
         if req.limit > 0 {
             opts = opts.with_limit(i64::try_from(req.limit).unwrap_or(i64::MAX));
         }
-        let key = if start.is_empty() {
-            vec![0u8]
-        } else {
-            start.into_bytes()
-        };
+        let key = if start.is_empty() { vec![0u8] } else { start.into_bytes() };
         let resp = match self
             .call(true, |mut kv| {
                 let (key, opts) = (key.clone(), opts.clone());
@@ -283,27 +267,13 @@ impl Store for EtcdStore {
             Err(e) if is_future_error(&e) => return Err(StoreError::FutureRevision(req.revision)),
             Err(e) => return Err(backend(e)),
         };
-        let revision = if req.revision > 0 {
-            req.revision
-        } else {
-            header_revision(resp.header())?
-        };
-        Ok(RangeResult {
-            kvs: resp.kvs().iter().map(convert_kv).collect(),
-            revision,
-            more: resp.more(),
-        })
+        let revision = if req.revision > 0 { req.revision } else { header_revision(resp.header())? };
+        Ok(RangeResult { kvs: resp.kvs().iter().map(convert_kv).collect(), revision, more: resp.more() })
     }
 
     async fn count(&self, prefix: &str) -> Result<i64> {
-        let opts = GetOptions::new()
-            .with_range(prefix_end(prefix.as_bytes()))
-            .with_count_only();
-        let key = if prefix.is_empty() {
-            vec![0u8]
-        } else {
-            prefix.as_bytes().to_vec()
-        };
+        let opts = GetOptions::new().with_range(prefix_end(prefix.as_bytes())).with_count_only();
+        let key = if prefix.is_empty() { vec![0u8] } else { prefix.as_bytes().to_vec() };
         let resp = self
             .call(true, |mut kv| {
                 let (key, opts) = (key.clone(), opts.clone());
@@ -315,9 +285,11 @@ impl Store for EtcdStore {
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<Revision> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(key, CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key, value.to_vec(), None)]);
+        let txn = Txn::new().when([Compare::create_revision(key, CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key,
+            value.to_vec(),
+            None,
+        )]);
         let resp = self.txn(txn).await?;
         if !resp.succeeded() {
             return Err(StoreError::AlreadyExists(key.to_string()));
@@ -331,20 +303,15 @@ impl Store for EtcdStore {
         } else {
             Compare::mod_revision(key, CompareOp::Equal, expected)
         };
-        let txn = Txn::new()
-            .when([cmp])
-            .and_then([TxnOp::put(key, value.to_vec(), None)])
-            .or_else([TxnOp::get(key, None)]);
+        let txn =
+            Txn::new().when([cmp]).and_then([TxnOp::put(key, value.to_vec(), None)]).or_else([TxnOp::get(key, None)]);
         let resp = self.txn(txn).await?;
         if resp.succeeded() {
             return header_revision(resp.header());
         }
         match first_get(&resp) {
             None => Err(StoreError::NotFound(key.to_string())),
-            Some(current) => Err(StoreError::Conflict {
-                key: key.to_string(),
-                current: Box::new(current),
-            }),
+            Some(current) => Err(StoreError::Conflict { key: key.to_string(), current: Box::new(current) }),
         }
     }
 
@@ -362,10 +329,7 @@ impl Store for EtcdStore {
         if !resp.succeeded() {
             return match first_get(&resp) {
                 None => Err(StoreError::NotFound(key.to_string())),
-                Some(current) => Err(StoreError::Conflict {
-                    key: key.to_string(),
-                    current: Box::new(current),
-                }),
+                Some(current) => Err(StoreError::Conflict { key: key.to_string(), current: Box::new(current) }),
             };
         }
         let revision = header_revision(resp.header())?;
@@ -423,21 +387,13 @@ impl Store for EtcdStore {
     async fn watch(&self, prefix: &str, after: Revision) -> Result<BoxStream<'static, Result<Event>>> {
         let known = self.compacted.load(Ordering::SeqCst);
         if after + 1 < known {
-            return Err(StoreError::Compacted {
-                requested: after,
-                compacted: known,
-            });
+            return Err(StoreError::Compacted { requested: after, compacted: known });
         }
         let watch_client = self.client.watch_client().max_decoding_message_size(MAX_MESSAGE);
         // Establish the first watch here so that setup errors reach the caller directly.
         let stream = open_watch(watch_client.clone(), prefix, after).await?;
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-        let task = WatchTask {
-            client: watch_client,
-            prefix: prefix.to_string(),
-            last: after,
-            tx,
-        };
+        let task = WatchTask { client: watch_client, prefix: prefix.to_string(), last: after, tx };
         tokio::spawn(task.run(stream));
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
@@ -446,10 +402,7 @@ impl Store for EtcdStore {
         if revision <= self.compacted.load(Ordering::SeqCst) {
             return Ok(());
         }
-        match self
-            .call(true, |mut kv| async move { kv.compact(revision, None).await })
-            .await?
-        {
+        match self.call(true, |mut kv| async move { kv.compact(revision, None).await }).await? {
             Ok(_) => {
                 self.note_compacted(revision);
                 Ok(())
@@ -470,15 +423,9 @@ async fn open_watch(
     prefix: &str,
     after: Revision,
 ) -> Result<etcd_client::WatchStream> {
-    let key = if prefix.is_empty() {
-        vec![0u8]
-    } else {
-        prefix.as_bytes().to_vec()
-    };
-    let opts = WatchOptions::new()
-        .with_range(prefix_end(prefix.as_bytes()))
-        .with_start_revision(after + 1)
-        .with_prev_key();
+    let key = if prefix.is_empty() { vec![0u8] } else { prefix.as_bytes().to_vec() };
+    let opts =
+        WatchOptions::new().with_range(prefix_end(prefix.as_bytes())).with_start_revision(after + 1).with_prev_key();
     with_timeout(client.watch(key, Some(opts))).await
 }
 
@@ -566,20 +513,14 @@ impl WatchTask {
                 Err(e) if is_compacted_error(&e) => {
                     let _ = self
                         .tx
-                        .send(Err(StoreError::Compacted {
-                            requested: self.last,
-                            compacted: self.last + 1,
-                        }))
+                        .send(Err(StoreError::Compacted { requested: self.last, compacted: self.last + 1 }))
                         .await;
                     return StreamEnd::Done;
                 }
                 Err(e) => return StreamEnd::Broken(e.to_string()),
             };
             if resp.compact_revision() > 0 {
-                let err = StoreError::Compacted {
-                    requested: self.last,
-                    compacted: resp.compact_revision(),
-                };
+                let err = StoreError::Compacted { requested: self.last, compacted: resp.compact_revision() };
                 let _ = self.tx.send(Err(err)).await;
                 return StreamEnd::Done;
             }
@@ -616,18 +557,11 @@ fn convert_event(ev: &etcd_client::Event) -> Result<Event> {
     let kv = ev.kv().ok_or_else(|| backend("watch event without kv"))?;
     let prev = ev.prev_kv().map(convert_kv);
     match ev.event_type() {
-        EventType::Put => Ok(Event::Put {
-            kv: convert_kv(kv),
-            prev,
-        }),
+        EventType::Put => Ok(Event::Put { kv: convert_kv(kv), prev }),
         EventType::Delete => {
             let key = String::from_utf8_lossy(kv.key()).into_owned();
             match prev {
-                Some(prev) => Ok(Event::Delete {
-                    key,
-                    revision: kv.mod_revision(),
-                    prev,
-                }),
+                Some(prev) => Ok(Event::Delete { key, revision: kv.mod_revision(), prev }),
                 None => Err(backend(format!(
                     "delete event of {key} at revision {} without its previous value (compacted)",
                     kv.mod_revision()

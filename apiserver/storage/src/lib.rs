@@ -44,11 +44,7 @@ pub enum Event {
     /// (None for a create).
     Put { kv: KeyValue, prev: Option<KeyValue> },
     /// The key was deleted at `revision`; `prev` is its last value.
-    Delete {
-        key: String,
-        revision: Revision,
-        prev: KeyValue,
-    },
+    Delete { key: String, revision: Revision, prev: KeyValue },
 }
 
 impl Event {

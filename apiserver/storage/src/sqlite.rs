@@ -169,8 +169,7 @@ fn meta(tx: &Connection, name: &str) -> Result<i64> {
 }
 
 fn set_meta(tx: &Connection, name: &str, value: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")?
-        .execute(params![name, value])?;
+    tx.prepare_cached("UPDATE meta SET value = ?2 WHERE name = ?1")?.execute(params![name, value])?;
     Ok(())
 }
 
@@ -180,9 +179,7 @@ fn current_row(conn: &Connection, key: &str) -> rusqlite::Result<Option<KeyValue
         .prepare_cached(
             "SELECT l.value, l.create_rev, l.rev FROM current c JOIN log l ON l.rev = c.rev WHERE c.key = ?1",
         )?
-        .query_row([key.as_bytes()], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
-        })
+        .query_row([key.as_bytes()], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?)))
         .optional()?;
     Ok(row.map(|(value, create_revision, mod_revision)| KeyValue {
         key: key.to_string(),
@@ -232,10 +229,7 @@ enum Op {
 /// A computed answer waiting for the batch's commit.
 enum Reply {
     Rev(oneshot::Sender<Result<Revision>>, Result<Revision>),
-    Del(
-        oneshot::Sender<Result<(Revision, KeyValue)>>,
-        Result<(Revision, KeyValue)>,
-    ),
+    Del(oneshot::Sender<Result<(Revision, KeyValue)>>, Result<(Revision, KeyValue)>),
     Unit(oneshot::Sender<Result<()>>, Result<()>),
 }
 
@@ -342,14 +336,7 @@ fn insert_log(
     conn.prepare_cached(
         "INSERT INTO log (rev, key, value, create_rev, prev_rev, deleted) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![
-        rev,
-        key.as_bytes(),
-        value,
-        create_rev,
-        prev_rev,
-        deleted as i64
-    ])?;
+    .execute(params![rev, key.as_bytes(), value, create_rev, prev_rev, deleted as i64])?;
     Ok(())
 }
 
@@ -359,8 +346,7 @@ fn apply_op(conn: &Connection, b: &mut Batch, op: Op) -> rusqlite::Result<()> {
     match op {
         Op::Create { key, value, reply } => {
             if let Some(cur) = current_row(conn, &key)? {
-                b.replies
-                    .push(Reply::Rev(reply, Err(StoreError::AlreadyExists(cur.key))));
+                b.replies.push(Reply::Rev(reply, Err(StoreError::AlreadyExists(cur.key))));
                 return Ok(());
             }
             let rev = b.rev + 1;
@@ -368,44 +354,25 @@ fn apply_op(conn: &Connection, b: &mut Batch, op: Op) -> rusqlite::Result<()> {
             conn.prepare_cached("INSERT OR REPLACE INTO current (key, rev) VALUES (?1, ?2)")?
                 .execute(params![key.as_bytes(), rev])?;
             b.rev = rev;
-            let kv = KeyValue {
-                key,
-                value,
-                create_revision: rev,
-                mod_revision: rev,
-            };
+            let kv = KeyValue { key, value, create_revision: rev, mod_revision: rev };
             b.events.push(Event::Put { kv, prev: None });
             b.replies.push(Reply::Rev(reply, Ok(rev)));
         }
-        Op::Update {
-            key,
-            value,
-            expected,
-            reply,
-        } => {
+        Op::Update { key, value, expected, reply } => {
             let Some(cur) = current_row(conn, &key)? else {
                 b.replies.push(Reply::Rev(reply, Err(StoreError::NotFound(key))));
                 return Ok(());
             };
             if expected != 0 && expected != cur.mod_revision {
-                let err = StoreError::Conflict {
-                    key,
-                    current: Box::new(cur),
-                };
+                let err = StoreError::Conflict { key, current: Box::new(cur) };
                 b.replies.push(Reply::Rev(reply, Err(err)));
                 return Ok(());
             }
             let rev = b.rev + 1;
             insert_log(conn, rev, &key, &value, cur.create_revision, cur.mod_revision, false)?;
-            conn.prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")?
-                .execute(params![key.as_bytes(), rev])?;
+            conn.prepare_cached("UPDATE current SET rev = ?2 WHERE key = ?1")?.execute(params![key.as_bytes(), rev])?;
             b.rev = rev;
-            let kv = KeyValue {
-                key,
-                value,
-                create_revision: cur.create_revision,
-                mod_revision: rev,
-            };
+            let kv = KeyValue { key, value, create_revision: cur.create_revision, mod_revision: rev };
             b.events.push(Event::Put { kv, prev: Some(cur) });
             b.replies.push(Reply::Rev(reply, Ok(rev)));
         }
@@ -415,23 +382,15 @@ fn apply_op(conn: &Connection, b: &mut Batch, op: Op) -> rusqlite::Result<()> {
                 return Ok(());
             };
             if expected != 0 && expected != cur.mod_revision {
-                let err = StoreError::Conflict {
-                    key,
-                    current: Box::new(cur),
-                };
+                let err = StoreError::Conflict { key, current: Box::new(cur) };
                 b.replies.push(Reply::Del(reply, Err(err)));
                 return Ok(());
             }
             let rev = b.rev + 1;
             insert_log(conn, rev, &key, &cur.value, cur.create_revision, cur.mod_revision, true)?;
-            conn.prepare_cached("DELETE FROM current WHERE key = ?1")?
-                .execute([key.as_bytes()])?;
+            conn.prepare_cached("DELETE FROM current WHERE key = ?1")?.execute([key.as_bytes()])?;
             b.rev = rev;
-            b.events.push(Event::Delete {
-                key,
-                revision: rev,
-                prev: cur.clone(),
-            });
+            b.events.push(Event::Delete { key, revision: rev, prev: cur.clone() });
             b.replies.push(Reply::Del(reply, Ok((rev, cur))));
         }
         Op::SetCompacted { revision, reply } => {
@@ -493,10 +452,8 @@ impl SqliteStore {
     /// directory (removed on drop), without fsync.
     pub fn open_in_memory() -> Result<Arc<Self>> {
         let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let dir = std::env::temp_dir().join(format!("rkube-sqlite-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).map_err(backend)?;
         let path = dir.join("state.db");
@@ -517,25 +474,16 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(backend)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(backend)?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .map_err(backend)?;
+        let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).map_err(backend)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Backend(format!(
-                "sqlite: cannot enable WAL mode (got {mode})"
-            )));
+            return Err(StoreError::Backend(format!("sqlite: cannot enable WAL mode (got {mode})")));
         }
-        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" })
-            .map_err(backend)?;
+        conn.pragma_update(None, "synchronous", if durable { "FULL" } else { "OFF" }).map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
         if durable {
             // Make the creation of the database and WAL files themselves durable.
             if let Some(parent) = path.parent() {
-                let dir = if parent.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    parent
-                };
+                let dir = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
                 if let Ok(d) = std::fs::File::open(dir) {
                     d.sync_all().map_err(backend)?;
                 }
@@ -548,19 +496,12 @@ impl SqliteStore {
         });
         let (events, _) = broadcast::channel(BROADCAST_BATCHES);
         let (writer_tx, rx) = mpsc::channel();
-        let writer = Writer {
-            conn,
-            shared: shared.clone(),
-            events: events.clone(),
-        };
+        let writer = Writer { conn, shared: shared.clone(), events: events.clone() };
         let handle = std::thread::Builder::new()
             .name("rkube-sqlite-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(backend)?;
-        let readers = Arc::new(Readers {
-            path: path.to_path_buf(),
-            idle: Mutex::new(Vec::new()),
-        });
+        let readers = Arc::new(Readers { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) });
         Ok(Arc::new(SqliteStore {
             writer_tx: Some(writer_tx),
             writer: Some(handle),
@@ -578,10 +519,7 @@ impl SqliteStore {
 
     async fn submit<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T>>) -> Op) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let sender = self
-            .writer_tx
-            .as_ref()
-            .ok_or_else(|| backend("sqlite store is closed"))?;
+        let sender = self.writer_tx.as_ref().ok_or_else(|| backend("sqlite store is closed"))?;
         sender.send(make(tx)).map_err(|_| backend("sqlite writer stopped"))?;
         rx.await.map_err(|_| backend("sqlite writer stopped"))?
     }
@@ -608,12 +546,7 @@ type KvRow = (Vec<u8>, Vec<u8>, i64, i64);
 
 fn kv_from_row(row: KvRow) -> Result<KeyValue> {
     let (key, value, create_revision, mod_revision) = row;
-    Ok(KeyValue {
-        key: key_string(key)?,
-        value: Bytes::from(value),
-        create_revision,
-        mod_revision,
-    })
+    Ok(KeyValue { key: key_string(key)?, value: Bytes::from(value), create_revision, mod_revision })
 }
 
 fn range_tx(tx: &Connection, req: &RangeRequest) -> Result<RangeResult> {
@@ -624,10 +557,7 @@ fn range_tx(tx: &Connection, req: &RangeRequest) -> Result<RangeResult> {
         return Err(StoreError::FutureRevision(at));
     }
     if at < compacted {
-        return Err(StoreError::Compacted {
-            requested: at,
-            compacted,
-        });
+        return Err(StoreError::Compacted { requested: at, compacted });
     }
     let lo = match &req.start {
         Some(s) if s.as_str() > req.prefix.as_str() => s.as_bytes().to_vec(),
@@ -635,11 +565,7 @@ fn range_tx(tx: &Connection, req: &RangeRequest) -> Result<RangeResult> {
     };
     let hi = prefix_end(req.prefix.as_bytes());
     // One extra row tells whether there is more.
-    let limit: i64 = if req.limit == 0 {
-        -1
-    } else {
-        i64::try_from(req.limit).unwrap_or(i64::MAX - 1) + 1
-    };
+    let limit: i64 = if req.limit == 0 { -1 } else { i64::try_from(req.limit).unwrap_or(i64::MAX - 1) + 1 };
     let sql = if at == current {
         "SELECT l.key, l.value, l.create_rev, l.rev FROM current c JOIN log l ON l.rev = c.rev
          WHERE c.key >= ?1 AND c.key < ?2 ORDER BY c.key LIMIT ?3"
@@ -662,11 +588,7 @@ fn range_tx(tx: &Connection, req: &RangeRequest) -> Result<RangeResult> {
     let mut kvs = rows.into_iter().map(kv_from_row).collect::<Result<Vec<_>>>()?;
     let more = req.limit != 0 && kvs.len() > req.limit;
     kvs.truncate(if req.limit == 0 { kvs.len() } else { req.limit });
-    Ok(RangeResult {
-        kvs,
-        revision: at,
-        more,
-    })
+    Ok(RangeResult { kvs, revision: at, more })
 }
 
 type EventRow = (i64, Vec<u8>, Vec<u8>, i64, i64, bool, Option<Vec<u8>>, Option<i64>);
@@ -681,28 +603,16 @@ fn event_from_row(row: EventRow) -> Result<Event> {
             create_revision: create_rev,
             mod_revision: prev_rev,
         };
-        return Ok(Event::Delete {
-            key,
-            revision: rev,
-            prev,
-        });
+        return Ok(Event::Delete { key, revision: rev, prev });
     }
     let prev = match (prev_value, prev_create) {
-        (Some(v), Some(c)) if prev_rev > 0 => Some(KeyValue {
-            key: key.clone(),
-            value: Bytes::from(v),
-            create_revision: c,
-            mod_revision: prev_rev,
-        }),
+        (Some(v), Some(c)) if prev_rev > 0 => {
+            Some(KeyValue { key: key.clone(), value: Bytes::from(v), create_revision: c, mod_revision: prev_rev })
+        }
         _ => None,
     };
     Ok(Event::Put {
-        kv: KeyValue {
-            key,
-            value: Bytes::from(value),
-            create_revision: create_rev,
-            mod_revision: rev,
-        },
+        kv: KeyValue { key, value: Bytes::from(value), create_revision: create_rev, mod_revision: rev },
         prev,
     })
 }
@@ -713,10 +623,7 @@ fn history_chunk(tx: &Connection, prefix: &str, after: Revision) -> Result<(Vec<
     let current = meta(tx, "rev")?;
     let compacted = meta(tx, "compacted")?;
     if after.saturating_add(1) < compacted {
-        return Err(StoreError::Compacted {
-            requested: after.saturating_add(1),
-            compacted,
-        });
+        return Err(StoreError::Compacted { requested: after.saturating_add(1), compacted });
     }
     let upto = current.min(after.saturating_add(WATCH_CHUNK));
     if upto <= after {
@@ -730,21 +637,9 @@ fn history_chunk(tx: &Connection, prefix: &str, after: Revision) -> Result<(Vec<
         )
         .map_err(backend)?;
     let rows: Vec<EventRow> = st
-        .query_map(
-            params![after, upto, prefix.as_bytes(), prefix_end(prefix.as_bytes())],
-            |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
-            },
-        )
+        .query_map(params![after, upto, prefix.as_bytes(), prefix_end(prefix.as_bytes())], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?))
+        })
         .and_then(|rows| rows.collect())
         .map_err(backend)?;
     let events = rows.into_iter().map(event_from_row).collect::<Result<Vec<_>>>()?;
@@ -837,13 +732,7 @@ impl Store for SqliteStore {
 
     async fn update(&self, key: &str, value: Bytes, expected: Revision) -> Result<Revision> {
         let key = key.to_string();
-        self.submit(|reply| Op::Update {
-            key,
-            value,
-            expected,
-            reply,
-        })
-        .await
+        self.submit(|reply| Op::Update { key, value, expected, reply }).await
     }
 
     async fn delete(&self, key: &str, expected: Revision) -> Result<(Revision, KeyValue)> {
@@ -865,10 +754,7 @@ impl Store for SqliteStore {
         let compacted = self.shared.compacted.load(Ordering::SeqCst);
         let after = after.max(0);
         if after.saturating_add(1) < compacted {
-            return Err(StoreError::Compacted {
-                requested: after.saturating_add(1),
-                compacted,
-            });
+            return Err(StoreError::Compacted { requested: after.saturating_add(1), compacted });
         }
         let (tx, rx) = tokio::sync::mpsc::channel(WATCH_BUFFER);
         tokio::spawn(run_watch(self.readers.clone(), live, prefix.to_string(), after, tx));
@@ -890,13 +776,7 @@ impl Store for SqliteStore {
         let mut lo = self.shared.purged.load(Ordering::SeqCst);
         while lo < revision {
             let hi = (lo + COMPACT_CHUNK).min(revision);
-            self.submit(|reply| Op::Purge {
-                lo,
-                hi,
-                at: revision,
-                reply,
-            })
-            .await?;
+            self.submit(|reply| Op::Purge { lo, hi, at: revision, reply }).await?;
             lo = hi;
         }
         Ok(())
@@ -924,9 +804,7 @@ mod tests {
     async fn log_rows(s: &SqliteStore) -> Vec<(i64, String, bool)> {
         s.readers
             .read(|tx| {
-                let mut st = tx
-                    .prepare("SELECT rev, key, deleted FROM log ORDER BY rev")
-                    .map_err(backend)?;
+                let mut st = tx.prepare("SELECT rev, key, deleted FROM log ORDER BY rev").map_err(backend)?;
                 let rows: Vec<(i64, Vec<u8>, bool)> = st
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .and_then(|r| r.collect())
@@ -952,14 +830,7 @@ mod tests {
         // 1 superseded by 2; 3 superseded by the tombstone 4, itself purged; 2 kept (newest <= 5 for a).
         assert_eq!(revs, vec![2, 5, 6]);
         assert_eq!(s.compacted_revision().await.unwrap(), 5);
-        let at5 = s
-            .range(RangeRequest {
-                prefix: "/k/".into(),
-                revision: 5,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
+        let at5 = s.range(RangeRequest { prefix: "/k/".into(), revision: 5, ..Default::default() }).await.unwrap();
         let keys: Vec<_> = at5.kvs.iter().map(|kv| (kv.key.as_str(), kv.value.clone())).collect();
         assert_eq!(keys, vec![("/k/a", b("2")), ("/k/c", b("1"))]);
         // The compacted revision is persisted with the purge progress.
@@ -977,23 +848,13 @@ mod tests {
         assert_eq!(
             first,
             Event::Put {
-                kv: KeyValue {
-                    key: "/p/a".into(),
-                    value: b("1"),
-                    create_revision: r1,
-                    mod_revision: r1
-                },
+                kv: KeyValue { key: "/p/a".into(), value: b("1"), create_revision: r1, mod_revision: r1 },
                 prev: None
             }
         );
         let second = w.next().await.unwrap().unwrap();
-        let Event::Put { kv, prev: Some(prev) } = second else {
-            panic!("expected put with prev: {second:?}")
-        };
-        assert_eq!(
-            (kv.mod_revision, kv.create_revision, prev.mod_revision, prev.value),
-            (r2, r1, r1, b("1"))
-        );
+        let Event::Put { kv, prev: Some(prev) } = second else { panic!("expected put with prev: {second:?}") };
+        assert_eq!((kv.mod_revision, kv.create_revision, prev.mod_revision, prev.value), (r2, r1, r1, b("1")));
     }
 
     #[tokio::test]
@@ -1006,11 +867,7 @@ mod tests {
         }
         let mut last = 0;
         for _ in 0..(BROADCAST_BATCHES + 200) {
-            let ev = tokio::time::timeout(Duration::from_secs(10), w.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
+            let ev = tokio::time::timeout(Duration::from_secs(10), w.next()).await.unwrap().unwrap().unwrap();
             assert_eq!(ev.revision(), last + 1);
             last = ev.revision();
         }
@@ -1044,16 +901,9 @@ mod tests {
             [],
         )
         .unwrap();
-        c.execute("INSERT INTO current (key, rev) VALUES (x'2f78ff', 1)", [])
-            .unwrap();
+        c.execute("INSERT INTO current (key, rev) VALUES (x'2f78ff', 1)", []).unwrap();
         c.execute("UPDATE meta SET value = 1 WHERE name = 'rev'", []).unwrap();
-        let err = s
-            .range(RangeRequest {
-                prefix: "/x".into(),
-                ..Default::default()
-            })
-            .await
-            .unwrap_err();
+        let err = s.range(RangeRequest { prefix: "/x".into(), ..Default::default() }).await.unwrap_err();
         assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     }
 }

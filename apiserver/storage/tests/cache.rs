@@ -35,12 +35,7 @@ impl Etcd {
             .arg(dir.path().join("data"))
             .args(["--name", "m0", "--log-level", "error"])
             .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", &format!("m0={peer_url}")])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -48,11 +43,7 @@ impl Etcd {
             .unwrap_or_else(|e| {
                 panic!("cannot start `etcd` ({e}): etcd 3.4+ must be on PATH for these tests (Debian: etcd-server)")
             });
-        Etcd {
-            child,
-            endpoint,
-            _dir: dir,
-        }
+        Etcd { child, endpoint, _dir: dir }
     }
 }
 
@@ -65,12 +56,8 @@ impl Drop for Etcd {
 
 async fn setup(history: usize) -> (Etcd, Arc<EtcdStore>, Arc<WatchCache>) {
     let etcd = Etcd::start();
-    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint))
-        .await
-        .expect("etcd became healthy");
-    let cache = WatchCache::start(store.clone(), "/registry/", history)
-        .await
-        .expect("cache started");
+    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await.expect("etcd became healthy");
+    let cache = WatchCache::start(store.clone(), "/registry/", history).await.expect("cache started");
     (etcd, store, cache)
 }
 
@@ -81,38 +68,20 @@ fn obj(kind: &str, ns: &str, name: &str, v: i64) -> Bytes {
 }
 
 fn rv(o: &rkube_storage::cache::CachedObject) -> String {
-    o.object["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap_or("")
-        .to_string()
+    o.object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string()
 }
 
 async fn next(w: &mut CacheWatcher) -> Arc<CachedEvent> {
-    tokio::time::timeout(Duration::from_secs(10), w.next())
-        .await
-        .expect("event in time")
-        .expect("watcher open")
+    tokio::time::timeout(Duration::from_secs(10), w.next()).await.expect("event in time").expect("watcher open")
 }
 
 #[tokio::test]
 async fn reads_are_consistent_with_the_store_after_writes() {
     let (_etcd, store, cache) = setup(1000).await;
-    store
-        .create("/registry/configmaps/a/one", obj("ConfigMap", "a", "one", 1))
-        .await
-        .unwrap();
-    let r2 = store
-        .create("/registry/configmaps/b/two", obj("ConfigMap", "b", "two", 1))
-        .await
-        .unwrap();
-    let r3 = store
-        .update("/registry/configmaps/a/one", obj("ConfigMap", "a", "one", 2), 0)
-        .await
-        .unwrap();
-    store
-        .create("/registry/secrets/a/s", obj("Secret", "a", "s", 1))
-        .await
-        .unwrap();
+    store.create("/registry/configmaps/a/one", obj("ConfigMap", "a", "one", 1)).await.unwrap();
+    let r2 = store.create("/registry/configmaps/b/two", obj("ConfigMap", "b", "two", 1)).await.unwrap();
+    let r3 = store.update("/registry/configmaps/a/one", obj("ConfigMap", "a", "one", 2), 0).await.unwrap();
+    store.create("/registry/secrets/a/s", obj("Secret", "a", "s", 1)).await.unwrap();
 
     // Consistent read: the store's current revision, then wait for the cache.
     let current = store.current_revision().await.unwrap();
@@ -121,10 +90,8 @@ async fn reads_are_consistent_with_the_store_after_writes() {
 
     let (cms, rev) = cache.list("/registry/configmaps/", current).await.unwrap();
     assert_eq!(rev, current);
-    let got: Vec<(String, String, i64)> = cms
-        .iter()
-        .map(|o| (o.key.clone(), rv(o), o.object["data"]["v"].as_i64().unwrap_or(-1)))
-        .collect();
+    let got: Vec<(String, String, i64)> =
+        cms.iter().map(|o| (o.key.clone(), rv(o), o.object["data"]["v"].as_i64().unwrap_or(-1))).collect();
     assert_eq!(
         got,
         [
@@ -141,10 +108,7 @@ async fn reads_are_consistent_with_the_store_after_writes() {
     assert_eq!(parsed["metadata"]["resourceVersion"], json!(r3.to_string()));
     // The same state as a store range at that revision.
     let kv = store.get("/registry/configmaps/a/one").await.unwrap().unwrap();
-    assert_eq!(
-        (one.create_revision, one.mod_revision),
-        (kv.create_revision, kv.mod_revision)
-    );
+    assert_eq!((one.create_revision, one.mod_revision), (kv.create_revision, kv.mod_revision));
 
     // A revision the store has not reached: the wait times out.
     assert_eq!(
@@ -160,22 +124,10 @@ async fn watches_are_ordered_filtered_and_carry_the_deletion_revision() {
     let mut pods = cache.watch("/registry/pods/", start).unwrap();
     let mut ns_a = cache.watch("/registry/pods/a/", start).unwrap();
 
-    let r1 = store
-        .create("/registry/pods/a/p", obj("Pod", "a", "p", 1))
-        .await
-        .unwrap();
-    let r2 = store
-        .create("/registry/pods/b/q", obj("Pod", "b", "q", 1))
-        .await
-        .unwrap();
-    store
-        .create("/registry/services/a/p", obj("Service", "a", "p", 1))
-        .await
-        .unwrap();
-    let r4 = store
-        .update("/registry/pods/a/p", obj("Pod", "a", "p", 2), r1)
-        .await
-        .unwrap();
+    let r1 = store.create("/registry/pods/a/p", obj("Pod", "a", "p", 1)).await.unwrap();
+    let r2 = store.create("/registry/pods/b/q", obj("Pod", "b", "q", 1)).await.unwrap();
+    store.create("/registry/services/a/p", obj("Service", "a", "p", 1)).await.unwrap();
+    let r4 = store.update("/registry/pods/a/p", obj("Pod", "a", "p", 2), r1).await.unwrap();
     let (r5, _) = store.delete("/registry/pods/a/p", r4).await.unwrap();
 
     let mut seen = Vec::new();
@@ -192,20 +144,15 @@ async fn watches_are_ordered_filtered_and_carry_the_deletion_revision() {
             (EventType::Deleted, r5, "/registry/pods/a/p".into(), r5.to_string()),
         ]
     );
-    let revs: Vec<i64> = [next(&mut ns_a).await, next(&mut ns_a).await, next(&mut ns_a).await]
-        .iter()
-        .map(|e| e.revision)
-        .collect();
+    let revs: Vec<i64> =
+        [next(&mut ns_a).await, next(&mut ns_a).await, next(&mut ns_a).await].iter().map(|e| e.revision).collect();
     assert_eq!(revs, [r1, r4, r5]);
 
     // A watch resuming from a past revision replays the window.
     let mut late = cache.watch("/registry/pods/", r2).unwrap();
     assert_eq!(next(&mut late).await.revision, r4);
     let deleted = next(&mut late).await;
-    assert_eq!(
-        (deleted.kind, deleted.object.object["data"]["v"].clone()),
-        (EventType::Deleted, json!(2))
-    );
+    assert_eq!((deleted.kind, deleted.object.object["data"]["v"].clone()), (EventType::Deleted, json!(2)));
     assert_eq!(deleted.prev.as_ref().map(|p| rv(p)), Some(r4.to_string()));
 }
 
@@ -214,21 +161,13 @@ async fn history_window_bounds_resumable_revisions() {
     let (_etcd, store, cache) = setup(5).await;
     let mut revs = Vec::new();
     for i in 0..10 {
-        revs.push(
-            store
-                .create(&format!("/registry/leases/ns/l{i}"), obj("Lease", "ns", "l", i))
-                .await
-                .unwrap(),
-        );
+        revs.push(store.create(&format!("/registry/leases/ns/l{i}"), obj("Lease", "ns", "l", i)).await.unwrap());
     }
     cache.wait_for(revs[9], Duration::from_secs(10)).await.unwrap();
     // The last 5 events (revs[5..]) are kept: resuming after revs[4] works, after revs[3] is too old.
     let mut w = cache.watch("/registry/leases/", revs[4]).unwrap();
     assert_eq!(next(&mut w).await.revision, revs[5]);
-    assert!(matches!(
-        cache.watch("/registry/leases/", revs[3]),
-        Err(StoreError::Compacted { .. })
-    ));
+    assert!(matches!(cache.watch("/registry/leases/", revs[3]), Err(StoreError::Compacted { .. })));
 }
 
 #[tokio::test]
@@ -238,10 +177,7 @@ async fn list_and_watch_has_no_gap_under_concurrent_writes() {
         let store = store.clone();
         tokio::spawn(async move {
             for i in 0..200 {
-                store
-                    .create(&format!("/registry/events/ns/e{i:03}"), obj("Event", "ns", "e", i))
-                    .await
-                    .unwrap();
+                store.create(&format!("/registry/events/ns/e{i:03}"), obj("Event", "ns", "e", i)).await.unwrap();
             }
         })
     };
@@ -266,10 +202,7 @@ async fn list_and_watch_has_no_gap_under_concurrent_writes() {
 async fn five_hundred_watchers_all_receive_an_event() {
     let (_etcd, store, cache) = setup(100).await;
     let mut watchers: Vec<CacheWatcher> = (0..500).map(|_| cache.watch("/registry/pods/", 0).unwrap()).collect();
-    let r = store
-        .create("/registry/pods/ns/p", obj("Pod", "ns", "p", 1))
-        .await
-        .unwrap();
+    let r = store.create("/registry/pods/ns/p", obj("Pod", "ns", "p", 1)).await.unwrap();
     let first = next(&mut watchers[0]).await;
     for w in watchers.iter_mut().skip(1) {
         let e = next(w).await;
@@ -283,31 +216,19 @@ async fn five_hundred_watchers_all_receive_an_event() {
 #[tokio::test]
 async fn works_over_the_sqlite_store() {
     let store = rkube_storage::sqlite::SqliteStore::open_in_memory().expect("sqlite");
-    let r0 = store
-        .create("/registry/pods/ns/pre", obj("Pod", "ns", "pre", 0))
-        .await
-        .unwrap();
+    let r0 = store.create("/registry/pods/ns/pre", obj("Pod", "ns", "pre", 0)).await.unwrap();
     let cache = WatchCache::start(store.clone(), "/registry/", 100).await.unwrap();
     assert_eq!(cache.revision(), r0);
     let mut w = cache.watch("/registry/pods/", r0).unwrap();
-    let r1 = store
-        .create("/registry/pods/ns/a", obj("Pod", "ns", "a", 1))
-        .await
-        .unwrap();
+    let r1 = store.create("/registry/pods/ns/a", obj("Pod", "ns", "a", 1)).await.unwrap();
     let (r2, _) = store.delete("/registry/pods/ns/pre", r0).await.unwrap();
     let current = store.current_revision().await.unwrap();
     cache.wait_for(current, Duration::from_secs(10)).await.unwrap();
     let (pods, rev) = cache.list("/registry/pods/", current).await.unwrap();
     assert_eq!(rev, current);
-    assert_eq!(
-        pods.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
-        ["/registry/pods/ns/a"]
-    );
+    assert_eq!(pods.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), ["/registry/pods/ns/a"]);
     let e1 = next(&mut w).await;
     assert_eq!((e1.kind, e1.revision), (EventType::Added, r1));
     let e2 = next(&mut w).await;
-    assert_eq!(
-        (e2.kind, e2.revision, rv(&e2.object)),
-        (EventType::Deleted, r2, r2.to_string())
-    );
+    assert_eq!((e2.kind, e2.revision, rv(&e2.object)), (EventType::Deleted, r2, r2.to_string()));
 }

@@ -35,18 +35,8 @@ impl Member {
             .arg(name)
             .arg("--data-dir")
             .arg(dir.join(name))
-            .args([
-                "--listen-client-urls",
-                &client_url,
-                "--advertise-client-urls",
-                &client_url,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
+            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
+            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
             .args(["--initial-cluster", cluster, "--initial-cluster-state", state])
             .args(["--initial-cluster-token", "rkube-test", "--log-level", "warn"])
             .stdout(Stdio::null())
@@ -55,12 +45,7 @@ impl Member {
             .unwrap_or_else(|e| {
                 panic!("cannot start `etcd` ({e}): etcd 3.4+ must be on PATH for these tests (Debian: etcd-server)")
             });
-        Member {
-            child: Some(child),
-            name: name.to_string(),
-            client_url,
-            peer_url,
-        }
+        Member { child: Some(child), name: name.to_string(), client_url, peer_url }
     }
 
     fn kill(&mut self) {
@@ -125,18 +110,8 @@ impl Cluster {
     fn restart(&mut self, i: usize) {
         let m = &mut self.members[i];
         m.kill();
-        let client: u16 = m
-            .client_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        let peer: u16 = m
-            .peer_url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
+        let client: u16 = m.client_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let peer: u16 = m.peer_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
         let cluster = format!("{}={}", m.name, m.peer_url);
         let name = m.name.clone();
         self.members[i] = Member::spawn(self.dir.path(), &name, client, peer, &cluster, "existing");
@@ -161,10 +136,7 @@ async fn crud_follows_etcd_compare_and_swap() {
         Err(StoreError::AlreadyExists("/registry/pods/default/a".into()))
     );
     let kv = s.get("/registry/pods/default/a").await.unwrap().unwrap();
-    assert_eq!(
-        (kv.value.as_ref(), kv.create_revision, kv.mod_revision),
-        (&b"1"[..], r1, r1)
-    );
+    assert_eq!((kv.value.as_ref(), kv.create_revision, kv.mod_revision), (&b"1"[..], r1, r1));
     assert_eq!(s.get("/registry/pods/default/missing").await.unwrap(), None);
 
     // Update with a stale revision: Conflict carrying the current value.
@@ -173,10 +145,7 @@ async fn crud_follows_etcd_compare_and_swap() {
     match s.update("/registry/pods/default/a", b("3"), r1).await {
         Err(StoreError::Conflict { key, current }) => {
             assert_eq!(key, "/registry/pods/default/a");
-            assert_eq!(
-                (current.value.as_ref(), current.mod_revision, current.create_revision),
-                (&b"2"[..], r2, r1)
-            );
+            assert_eq!((current.value.as_ref(), current.mod_revision, current.create_revision), (&b"2"[..], r2, r1));
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
@@ -193,10 +162,7 @@ async fn crud_follows_etcd_compare_and_swap() {
     );
 
     // Delete: stale revision conflicts, right one returns the last value.
-    assert!(matches!(
-        s.delete("/registry/pods/default/a", r2).await,
-        Err(StoreError::Conflict { .. })
-    ));
+    assert!(matches!(s.delete("/registry/pods/default/a", r2).await, Err(StoreError::Conflict { .. })));
     let (rd, prev) = s.delete("/registry/pods/default/a", r3).await.unwrap();
     assert_eq!(rd, r3 + 1);
     assert_eq!((prev.value.as_ref(), prev.mod_revision), (&b"3"[..], r3));
@@ -206,14 +172,7 @@ async fn crud_follows_etcd_compare_and_swap() {
     );
     // Recreated key has a fresh create revision.
     let r5 = s.create("/registry/pods/default/a", b("new")).await.unwrap();
-    assert_eq!(
-        s.get("/registry/pods/default/a")
-            .await
-            .unwrap()
-            .unwrap()
-            .create_revision,
-        r5
-    );
+    assert_eq!(s.get("/registry/pods/default/a").await.unwrap().unwrap().create_revision, r5);
     let (_, prev) = s.delete("/registry/pods/default/a", 0).await.unwrap();
     assert_eq!(prev.value.as_ref(), b"new");
 }
@@ -230,23 +189,9 @@ async fn range_pages_counts_and_reads_the_past() {
     let before = s.current_revision().await.unwrap();
     s.update("/registry/pods/ns1/a", b("a2"), 0).await.unwrap();
 
-    let all = s
-        .range(RangeRequest {
-            prefix: "/registry/pods/ns1/".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = s.range(RangeRequest { prefix: "/registry/pods/ns1/".into(), ..Default::default() }).await.unwrap();
     let keys: Vec<&str> = all.kvs.iter().map(|kv| kv.key.as_str()).collect();
-    assert_eq!(
-        keys,
-        [
-            "/registry/pods/ns1/a",
-            "/registry/pods/ns1/b",
-            "/registry/pods/ns1/c",
-            "/registry/pods/ns1/d"
-        ]
-    );
+    assert_eq!(keys, ["/registry/pods/ns1/a", "/registry/pods/ns1/b", "/registry/pods/ns1/c", "/registry/pods/ns1/d"]);
     assert_eq!(all.revision, before + 1);
     assert!(!all.more);
     assert_eq!(s.count("/registry/pods/").await.unwrap(), 5);
@@ -254,14 +199,8 @@ async fn range_pages_counts_and_reads_the_past() {
     assert_eq!(s.count("/registry/").await.unwrap(), 6);
 
     // Pagination: limit, more, resume at a start key, at a fixed revision.
-    let p1 = s
-        .range(RangeRequest {
-            prefix: "/registry/pods/ns1/".into(),
-            limit: 2,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let p1 =
+        s.range(RangeRequest { prefix: "/registry/pods/ns1/".into(), limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(p1.kvs.len(), 2);
     assert!(p1.more);
     let p2 = s
@@ -280,11 +219,7 @@ async fn range_pages_counts_and_reads_the_past() {
 
     // A past revision shows the old value.
     let old = s
-        .range(RangeRequest {
-            prefix: "/registry/pods/ns1/a".into(),
-            revision: before,
-            ..Default::default()
-        })
+        .range(RangeRequest { prefix: "/registry/pods/ns1/a".into(), revision: before, ..Default::default() })
         .await
         .unwrap();
     assert_eq!(old.kvs[0].value.as_ref(), b"a");
@@ -292,13 +227,7 @@ async fn range_pages_counts_and_reads_the_past() {
     // The future is an error.
     let future = before + 100;
     assert_eq!(
-        s.range(RangeRequest {
-            prefix: "/registry/".into(),
-            revision: future,
-            ..Default::default()
-        })
-        .await
-        .err(),
+        s.range(RangeRequest { prefix: "/registry/".into(), revision: future, ..Default::default() }).await.err(),
         Some(StoreError::FutureRevision(future))
     );
 }
@@ -336,19 +265,12 @@ async fn watch_replays_history_then_live_with_prev_values() {
     }
     match next_event(&mut w).await {
         Event::Delete { key, revision, prev } => {
-            assert_eq!(
-                (key.as_str(), revision, prev.value.as_ref()),
-                ("/registry/pods/ns/a", r5, &b"2"[..])
-            );
+            assert_eq!((key.as_str(), revision, prev.value.as_ref()), ("/registry/pods/ns/a", r5, &b"2"[..]));
         }
         other => panic!("unexpected {other:?}"),
     }
     // The services write never showed up: nothing more is pending.
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), w.next())
-            .await
-            .is_err()
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), w.next()).await.is_err());
 }
 
 #[tokio::test]
@@ -368,11 +290,7 @@ async fn compaction_is_tracked_and_reported() {
     assert_eq!(s.compact(last + 50).await, Err(StoreError::FutureRevision(last + 50)));
 
     // Reads below the compacted revision fail; at it they work.
-    let old = RangeRequest {
-        prefix: "/registry/".into(),
-        revision: target - 1,
-        ..Default::default()
-    };
+    let old = RangeRequest { prefix: "/registry/".into(), revision: target - 1, ..Default::default() };
     match s.range(old).await {
         Err(StoreError::Compacted { requested, compacted }) => {
             assert_eq!(requested, target - 1);
@@ -380,18 +298,11 @@ async fn compaction_is_tracked_and_reported() {
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
-    let at = RangeRequest {
-        prefix: "/registry/".into(),
-        revision: target,
-        ..Default::default()
-    };
+    let at = RangeRequest { prefix: "/registry/".into(), revision: target, ..Default::default() };
     assert!(s.range(at).await.is_ok());
 
     // Watch: after + 1 must still exist.
-    assert!(matches!(
-        s.watch("/registry/", target - 2).await,
-        Err(StoreError::Compacted { .. })
-    ));
+    assert!(matches!(s.watch("/registry/", target - 2).await, Err(StoreError::Compacted { .. })));
     let mut w = s.watch("/registry/", target - 1).await.unwrap();
     assert_eq!(next_event(&mut w).await.revision(), target);
 
@@ -422,12 +333,7 @@ async fn watch_of_compacted_revision_reports_compacted_from_the_stream() {
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
-    assert!(
-        tokio::time::timeout(Duration::from_secs(5), w.next())
-            .await
-            .unwrap()
-            .is_none()
-    );
+    assert!(tokio::time::timeout(Duration::from_secs(5), w.next()).await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -32,69 +32,31 @@ async fn restart_keeps_data_history_and_revision_counter() {
     let (rev, compacted) = {
         let store = SqliteStore::open(&path).unwrap();
         for i in 0..50 {
-            store
-                .create(&format!("/registry/pods/ns/p{i:02}"), Bytes::from(format!("v{i}")))
-                .await
-                .unwrap();
+            store.create(&format!("/registry/pods/ns/p{i:02}"), Bytes::from(format!("v{i}"))).await.unwrap();
         }
-        store
-            .update("/registry/pods/ns/p00", Bytes::from_static(b"changed"), 0)
-            .await
-            .unwrap();
+        store.update("/registry/pods/ns/p00", Bytes::from_static(b"changed"), 0).await.unwrap();
         store.delete("/registry/pods/ns/p01", 0).await.unwrap();
         store.compact(10).await.unwrap();
-        (
-            store.current_revision().await.unwrap(),
-            store.compacted_revision().await.unwrap(),
-        )
+        (store.current_revision().await.unwrap(), store.compacted_revision().await.unwrap())
     };
     assert_eq!((rev, compacted), (52, 10));
 
     let store = SqliteStore::open(&path).unwrap();
-    assert_eq!(
-        store.current_revision().await.unwrap(),
-        rev,
-        "the revision counter survives restart"
-    );
-    assert_eq!(
-        store.compacted_revision().await.unwrap(),
-        compacted,
-        "the compacted revision survives restart"
-    );
-    let all = store
-        .range(RangeRequest {
-            prefix: "/registry/pods/".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    assert_eq!(store.current_revision().await.unwrap(), rev, "the revision counter survives restart");
+    assert_eq!(store.compacted_revision().await.unwrap(), compacted, "the compacted revision survives restart");
+    let all = store.range(RangeRequest { prefix: "/registry/pods/".into(), ..Default::default() }).await.unwrap();
     assert_eq!(all.kvs.len(), 49);
     assert_eq!(all.kvs[0].value, Bytes::from_static(b"changed"));
     assert_eq!(all.kvs[0].create_revision, 1);
     // History after the compacted revision is still there.
     let at20 = store
-        .range(RangeRequest {
-            prefix: "/registry/pods/".into(),
-            revision: 20,
-            ..Default::default()
-        })
+        .range(RangeRequest { prefix: "/registry/pods/".into(), revision: 20, ..Default::default() })
         .await
         .unwrap();
     assert_eq!(at20.kvs.len(), 20);
-    assert!(
-        store
-            .range(RangeRequest {
-                revision: 9,
-                ..Default::default()
-            })
-            .await
-            .is_err()
-    );
+    assert!(store.range(RangeRequest { revision: 9, ..Default::default() }).await.is_err());
     // New writes continue the sequence.
-    assert_eq!(
-        store.create("/registry/pods/ns/new", Bytes::new()).await.unwrap(),
-        rev + 1
-    );
+    assert_eq!(store.create("/registry/pods/ns/new", Bytes::new()).await.unwrap(), rev + 1);
 }
 
 const CHILD_ENV: &str = "RKUBE_SQLITE_KILL_CHILD_DB";
@@ -150,9 +112,7 @@ async fn kill_9_keeps_every_acknowledged_write() {
     let mut acked: Vec<(String, i64)> = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while acked.len() < 3000 {
-        let line = lines_rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the child stopped acknowledging writes");
+        let line = lines_rx.recv_timeout(Duration::from_secs(30)).expect("the child stopped acknowledging writes");
         if let Some(rest) = line.strip_prefix("ACK ") {
             let (key, rev) = rest.split_once(' ').unwrap();
             acked.push((key.to_string(), rev.parse().unwrap()));
@@ -171,21 +131,10 @@ async fn kill_9_keeps_every_acknowledged_write() {
     }
 
     let store = SqliteStore::open(&db).unwrap();
-    let all = store
-        .range(RangeRequest {
-            prefix: "/registry/k/".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let all = store.range(RangeRequest { prefix: "/registry/k/".into(), ..Default::default() }).await.unwrap();
     let present: BTreeSet<(String, i64)> = all.kvs.iter().map(|kv| (kv.key.clone(), kv.mod_revision)).collect();
     let missing: Vec<_> = acked.iter().filter(|a| !present.contains(*a)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} acknowledged writes lost after kill -9, e.g. {:?}",
-        missing.len(),
-        &missing[..1]
-    );
+    assert!(missing.is_empty(), "{} acknowledged writes lost after kill -9, e.g. {:?}", missing.len(), &missing[..1]);
     let max_acked = acked.iter().map(|a| a.1).max().unwrap();
     assert!(store.current_revision().await.unwrap() >= max_acked);
     // The revision sequence has no holes: every revision up to the current one is a key.

@@ -58,25 +58,15 @@ fn err_primitive_list() -> SmpError {
 }
 
 fn err_no_merge_key(m: &Map<String, Value>, key: &str) -> SmpError {
-    bad(format!(
-        "map: {} does not contain declared merge key: {key}",
-        go_fmt_map(m)
-    ))
+    bad(format!("map: {} does not contain declared merge key: {key}", go_fmt_map(m)))
 }
 
 fn err_bad_patch_type(directive: &Value, m: &Map<String, Value>) -> SmpError {
-    bad(format!(
-        "unknown patch type: {} in map: {}",
-        go_fmt(directive),
-        go_fmt_map(m)
-    ))
+    bad(format!("unknown patch type: {} in map: {}", go_fmt(directive), go_fmt_map(m)))
 }
 
 fn err_bad_arg_type(expected: &str, actual: &Value) -> SmpError {
-    bad(format!(
-        "expected a {expected}, but received a {}",
-        go_type_name(actual)
-    ))
+    bad(format!("expected a {expected}, but received a {}", go_type_name(actual)))
 }
 
 const GO_MAP: &str = "map[string]interface {}";
@@ -109,14 +99,7 @@ fn go_fmt(v: &Value) -> String {
 fn go_fmt_map(m: &Map<String, Value>) -> String {
     let mut entries: Vec<(&String, &Value)> = m.iter().collect();
     entries.sort_by(|a, b| a.0.cmp(b.0));
-    format!(
-        "map[{}]",
-        entries
-            .iter()
-            .map(|(k, v)| format!("{k}:{}", go_fmt(v)))
-            .collect::<Vec<_>>()
-            .join(" ")
-    )
+    format!("map[{}]", entries.iter().map(|(k, v)| format!("{k}:{}", go_fmt(v))).collect::<Vec<_>>().join(" "))
 }
 
 /// The resolved schema of the object type being merged, or `None` where nothing is known.
@@ -168,15 +151,8 @@ impl Schema {
             ["retainKeys", other] | [other, "retainKeys"] => other,
             _ => return Err(bad(format!("unexpected patch strategy: [{}]", strategies.join(" ")))),
         };
-        let merge_key = prop
-            .get("x-kubernetes-patch-merge-key")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        Ok(FieldMeta {
-            prop: Some(prop),
-            strategy,
-            merge_key,
-        })
+        let merge_key = prop.get("x-kubernetes-patch-merge-key").and_then(Value::as_str).unwrap_or("");
+        Ok(FieldMeta { prop: Some(prop), strategy, merge_key })
     }
 }
 
@@ -209,11 +185,7 @@ pub fn strategic_merge_patch(doc: &Value, patch: &Value, definition: &str) -> st
     let Value::Object(original) = doc else {
         return Err(ApiError::bad_request("invalid JSON document"));
     };
-    Ok(Value::Object(merge_map(
-        original.clone(),
-        patch,
-        Schema::root(definition),
-    )?))
+    Ok(Value::Object(merge_map(original.clone(), patch, Schema::root(definition))?))
 }
 
 /// Remove a key keeping the order of the others (whatever the map's backing).
@@ -349,11 +321,7 @@ fn merge_set_element_order(
     patch: &mut Map<String, Value>,
     schema: Schema,
 ) -> Result<()> {
-    let keys: Vec<String> = patch
-        .keys()
-        .filter(|k| k.starts_with(SET_ELEMENT_ORDER))
-        .cloned()
-        .collect();
+    let keys: Vec<String> = patch.keys().filter(|k| k.starts_with(SET_ELEMENT_ORDER)).cloned().collect();
     for key in keys {
         let Some(order) = patch.remove(&key) else { continue };
         let Value::Array(order) = order else {
@@ -449,11 +417,8 @@ fn validate_patch_with_set_order(patch_list: &[Value], order: &[Value], merge_ke
     if order.is_empty() || patch_list.is_empty() {
         return Ok(());
     }
-    let non_delete: Vec<Value> = if merge_key.is_empty() {
-        patch_list.to_vec()
-    } else {
-        split_deletions(patch_list.to_vec())?.0
-    };
+    let non_delete: Vec<Value> =
+        if merge_key.is_empty() { patch_list.to_vec() } else { split_deletions(patch_list.to_vec())?.0 };
     let (mut p, mut o) = (0, 0);
     while p < non_delete.len() && o < order.len() {
         if non_delete[p].get(DIRECTIVE).is_some() {
@@ -551,10 +516,7 @@ fn element_kind(lists: &[&[Value]]) -> Result<Option<Kind>> {
             (Some(prev), Some(k)) if prev == k => {}
             _ => {
                 let lists: Vec<String> = lists.iter().map(|l| go_fmt(&Value::Array(l.to_vec()))).collect();
-                return Err(bad(format!(
-                    "list element types are not identical: [{}]",
-                    lists.join(" ")
-                )));
+                return Err(bad(format!("list element types are not identical: [{}]", lists.join(" "))));
             }
         }
     }
@@ -635,11 +597,7 @@ fn apply_list_directives(
             _ => return Err(err_bad_patch_type(directive, m)),
         }
     }
-    if replace {
-        Ok((clean_list(rest), Vec::new()))
-    } else {
-        Ok((original, rest))
-    }
+    if replace { Ok((clean_list(rest), Vec::new())) } else { Ok((original, rest)) }
 }
 
 /// Merge each patch element into the original element with the same merge key, or append it.
@@ -736,10 +694,7 @@ fn normalize_element_order(
             (Some(_), None) => true,
             (None, Some(_)) => false,
             (Some(l), Some(r)) => {
-                match (
-                    index_of(server_order, l, merge_key, kind),
-                    index_of(server_order, r, merge_key, kind),
-                ) {
+                match (index_of(server_order, l, merge_key, kind), index_of(server_order, r, merge_key, kind)) {
                     (Some(li), Some(ri)) => li < ri,
                     _ => false,
                 }
@@ -789,11 +744,7 @@ mod tests {
     }
 
     fn names(list: &Value) -> Vec<&str> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c["name"].as_str().unwrap())
-            .collect()
+        list.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
     }
 
     fn live_deployment() -> Value {
@@ -835,10 +786,7 @@ mod tests {
         // Fields the patch does not mention (server defaults, env, ports) survive.
         assert_eq!(web["imagePullPolicy"], "IfNotPresent");
         assert_eq!(web["env"].as_array().unwrap().len(), 2);
-        assert_eq!(
-            out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"],
-            "{}"
-        );
+        assert_eq!(out["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"], "{}");
         assert_eq!(out["metadata"]["labels"], json!({"app": "web"}));
     }
 
@@ -898,19 +846,13 @@ mod tests {
             {"name": "B", "value": "2b"}, {"name": "C", "value": "3"}, {"name": "A", "$patch": "delete"}
         ]}]}}}});
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
-        assert_eq!(
-            containers(&out)[0]["env"],
-            json!([{"name": "B", "value": "2b"}, {"name": "C", "value": "3"}])
-        );
+        assert_eq!(containers(&out)[0]["env"], json!([{"name": "B", "value": "2b"}, {"name": "C", "value": "3"}]));
         // Nulls inside a merged element delete fields; the untouched container is kept.
         let patch = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "web", "env": [{"name": "A", "value": null}], "imagePullPolicy": null}
         ]}}}});
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
-        assert_eq!(
-            containers(&out)[0]["env"],
-            json!([{"name": "A"}, {"name": "B", "value": "2"}])
-        );
+        assert_eq!(containers(&out)[0]["env"], json!([{"name": "A"}, {"name": "B", "value": "2"}]));
         assert!(containers(&out)[0].get("imagePullPolicy").is_none());
         assert_eq!(names(containers(&out)), ["web", "sidecar"]);
     }
@@ -934,10 +876,7 @@ mod tests {
             "containers": [{"name": "sidecar", "args": ["sleep", "10"]}]
         }}}});
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
-        assert_eq!(
-            out["spec"]["template"]["spec"]["tolerations"],
-            json!([{"key": "y", "operator": "Exists"}])
-        );
+        assert_eq!(out["spec"]["template"]["spec"]["tolerations"], json!([{"key": "y", "operator": "Exists"}]));
         assert_eq!(containers(&out)[1]["args"], json!(["sleep", "10"]));
     }
 
@@ -958,20 +897,13 @@ mod tests {
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
         // Without the directive the old rollingUpdate would stay.
-        let out = smp(
-            &live_deployment(),
-            json!({"spec": {"strategy": {"type": "Recreate"}}}),
-            DEPLOYMENT,
-        );
+        let out = smp(&live_deployment(), json!({"spec": {"strategy": {"type": "Recreate"}}}), DEPLOYMENT);
         assert!(out["spec"]["strategy"].get("rollingUpdate").is_some());
         // A key set by the patch must be listed.
         let bad_patch =
             json!({"spec": {"strategy": {"$retainKeys": ["type"], "type": "Recreate", "rollingUpdate": {}}}});
         let err = strategic_merge_patch(&live_deployment(), &bad_patch, DEPLOYMENT).unwrap_err();
-        assert_eq!(
-            (err.code, err.message.as_str()),
-            (400, "invalid patch format of retainKeys")
-        );
+        assert_eq!((err.code, err.message.as_str()), (400, "invalid patch format of retainKeys"));
     }
 
     #[test]
@@ -981,10 +913,7 @@ mod tests {
             "volumes": [{"$retainKeys": ["configMap", "name"], "configMap": {"name": "cm"}, "name": "data"}]
         }}}});
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
-        assert_eq!(
-            out["spec"]["template"]["spec"]["volumes"],
-            json!([{"name": "data", "configMap": {"name": "cm"}}])
-        );
+        assert_eq!(out["spec"]["template"]["spec"]["volumes"], json!([{"name": "data", "configMap": {"name": "cm"}}]));
     }
 
     #[test]
@@ -1005,10 +934,7 @@ mod tests {
             DEPLOYMENT,
         )
         .unwrap_err();
-        assert_eq!(
-            (err.code, err.message.as_str()),
-            (400, "invalid patch format of primitive list")
-        );
+        assert_eq!((err.code, err.message.as_str()), (400, "invalid patch format of primitive list"));
     }
 
     #[test]
@@ -1019,16 +945,10 @@ mod tests {
         assert_eq!(*containers(&out), json!([{"name": "only", "image": "x"}]));
         // $patch: replace on a map.
         let patch = json!({"metadata": {"labels": {"$patch": "replace", "new": "1"}}});
-        assert_eq!(
-            smp(&live_deployment(), patch, DEPLOYMENT)["metadata"]["labels"],
-            json!({"new": "1"})
-        );
+        assert_eq!(smp(&live_deployment(), patch, DEPLOYMENT)["metadata"]["labels"], json!({"new": "1"}));
         // $patch: delete on a map empties it.
         let patch = json!({"spec": {"strategy": {"$patch": "delete"}}});
-        assert_eq!(
-            smp(&live_deployment(), patch, DEPLOYMENT)["spec"]["strategy"],
-            json!({})
-        );
+        assert_eq!(smp(&live_deployment(), patch, DEPLOYMENT)["spec"]["strategy"], json!({}));
         // Directives never leak into the stored object.
         let patch = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "new", "image": "x", "$setElementOrder/env": [{"name": "A"}], "env": [{"name": "A", "value": null}]}
@@ -1036,25 +956,15 @@ mod tests {
         let out = smp(&live_deployment(), patch, DEPLOYMENT);
         // Without $setElementOrder a new element goes first, as upstream puts it.
         assert_eq!(names(containers(&out)), ["new", "web", "sidecar"]);
-        assert_eq!(
-            containers(&out)[0],
-            json!({"name": "new", "image": "x", "env": [{"name": "A"}]})
-        );
+        assert_eq!(containers(&out)[0], json!({"name": "new", "image": "x", "env": [{"name": "A"}]}));
         // $patch: merge is rejected as upstream does.
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"$patch": "merge", "name": "web"}]}}}});
         let err = strategic_merge_patch(&live_deployment(), &patch, DEPLOYMENT).unwrap_err();
-        assert_eq!(
-            (err.code, err.message.as_str()),
-            (400, "merging lists cannot yet be specified in the patch")
-        );
+        assert_eq!((err.code, err.message.as_str()), (400, "merging lists cannot yet be specified in the patch"));
         let err =
             strategic_merge_patch(&live_deployment(), &json!({"spec": {"$patch": "merge"}}), DEPLOYMENT).unwrap_err();
         assert_eq!(err.code, 400);
-        assert!(
-            err.message.starts_with("unknown patch type: merge in map:"),
-            "{}",
-            err.message
-        );
+        assert!(err.message.starts_with("unknown patch type: merge in map:"), "{}", err.message);
     }
 
     #[test]
@@ -1062,11 +972,7 @@ mod tests {
         let pod = json!({"kind": "Pod", "status": {"conditions": [
             {"type": "Ready", "status": "False"}, {"type": "PodScheduled", "status": "True"}
         ]}});
-        let out = smp(
-            &pod,
-            json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
-            POD,
-        );
+        let out = smp(&pod, json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}), POD);
         assert_eq!(
             out["status"]["conditions"],
             json!([{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}])
@@ -1076,11 +982,8 @@ mod tests {
     #[test]
     fn unknown_definition_merges_maps_and_replaces_lists() {
         let doc = json!({"spec": {"items": [{"name": "a", "x": 1}], "m": {"a": 1, "b": 2}}});
-        let out = smp(
-            &doc,
-            json!({"spec": {"items": [{"name": "b"}], "m": {"a": null, "c": 3}}}),
-            "com.example.v1.Widget",
-        );
+        let out =
+            smp(&doc, json!({"spec": {"items": [{"name": "b"}], "m": {"a": null, "c": 3}}}), "com.example.v1.Widget");
         assert_eq!(out, json!({"spec": {"items": [{"name": "b"}], "m": {"b": 2, "c": 3}}}));
     }
 
@@ -1088,10 +991,7 @@ mod tests {
     fn malformed_patches_get_upstream_codes() {
         let err = strategic_merge_patch(&live_deployment(), &json!([1]), DEPLOYMENT).unwrap_err();
         assert_eq!(err.code, 400);
-        assert_eq!(
-            err.message,
-            "json: cannot unmarshal array into Go value of type map[string]interface {}"
-        );
+        assert_eq!(err.message, "json: cannot unmarshal array into Go value of type map[string]interface {}");
         // Missing merge key in a merged list element.
         let patch = json!({"spec": {"template": {"spec": {"containers": [{"image": "x"}]}}}});
         let err = strategic_merge_patch(&live_deployment(), &patch, DEPLOYMENT).unwrap_err();
@@ -1108,9 +1008,6 @@ mod tests {
             SmpError::Unprocessable("lists of lists are not supported".into())
         );
         // A null patch changes nothing.
-        assert_eq!(
-            strategic_merge_patch(&live_deployment(), &Value::Null, DEPLOYMENT).unwrap(),
-            live_deployment()
-        );
+        assert_eq!(strategic_merge_patch(&live_deployment(), &Value::Null, DEPLOYMENT).unwrap(), live_deployment());
     }
 }

@@ -108,13 +108,7 @@ pub(crate) fn statefulset_columns() -> Vec<Col> {
 
 pub(crate) fn statefulset_row(obj: &Value, now: DateTime<Utc>) -> Row {
     let (names, images) = container_cells(list(obj, "spec.template.spec.containers"));
-    cells![
-        name(obj),
-        format!("{}/{}", int(obj, "status.readyReplicas"), desired(obj)),
-        age(obj, now),
-        names,
-        images
-    ]
+    cells![name(obj), format!("{}/{}", int(obj, "status.readyReplicas"), desired(obj)), age(obj, now), names, images]
 }
 
 pub(crate) fn daemonset_columns() -> Vec<Col> {
@@ -154,21 +148,14 @@ pub(crate) fn controllerrevision_columns() -> Vec<Col> {
     vec![
         Col::name(),
         text("Controller", "string", "Controller of the object"),
-        doc(
-            "Revision",
-            "string",
-            "io.k8s.api.apps.v1.ControllerRevision",
-            "revision",
-        ),
+        doc("Revision", "string", "io.k8s.api.apps.v1.ControllerRevision", "revision"),
         Col::age(),
     ]
 }
 
 /// The controlling owner as "kind.group/name" (lower-cased kind and group), or "<none>".
 pub(crate) fn controller_of(obj: &Value) -> String {
-    let Some(owner) = list(obj, "metadata.ownerReferences")
-        .iter()
-        .find(|o| boolean(o, "controller") == Some(true))
+    let Some(owner) = list(obj, "metadata.ownerReferences").iter().find(|o| boolean(o, "controller") == Some(true))
     else {
         return "<none>".to_string();
     };
@@ -178,11 +165,7 @@ pub(crate) fn controller_of(obj: &Value) -> String {
         None => "",
     };
     let kind = st(owner, "kind");
-    let group_kind = if group.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}.{group}")
-    };
+    let group_kind = if group.is_empty() { kind.to_string() } else { format!("{kind}.{group}") };
     if group_kind.is_empty() {
         st(owner, "name").to_string()
     } else {
@@ -212,10 +195,7 @@ pub(crate) fn job_columns() -> Vec<Col> {
 
 /// `hasJobCondition`: the first condition of that type decides.
 fn job_condition(job: &Value, ty: &str) -> bool {
-    list(job, "status.conditions")
-        .iter()
-        .find(|c| st(c, "type") == ty)
-        .is_some_and(|c| st(c, "status") == "True")
+    list(job, "status.conditions").iter().find(|c| st(c, "type") == ty).is_some_and(|c| st(c, "status") == "True")
 }
 
 pub(crate) fn job_row(job: &Value, now: DateTime<Utc>) -> Row {
@@ -227,10 +207,7 @@ pub(crate) fn job_row(job: &Value, now: DateTime<Utc>) -> Row {
             _ => format!("{succeeded}/1"),
         },
     };
-    let duration = match (
-        parse_time(at(job, "status.startTime")),
-        parse_time(at(job, "status.completionTime")),
-    ) {
+    let duration = match (parse_time(at(job, "status.startTime")), parse_time(at(job, "status.completionTime"))) {
         (None, _) => String::new(),
         (Some(start), None) => human_duration(now - start),
         (Some(start), Some(done)) => human_duration(done - start),
@@ -324,42 +301,28 @@ fn format_metric(spec: &Value, status: Option<&Value>) -> String {
     let cur = |source: &str| status.and_then(|s| at(s, source));
     match st(spec, "type") {
         "External" | "Object" => {
-            let source = if st(spec, "type") == "External" {
-                "external"
-            } else {
-                "object"
-            };
+            let source = if st(spec, "type") == "External" { "external" } else { "object" };
             if let Some(target) = qty(spec, &format!("{source}.target.averageValue")) {
-                let current = cur(source)
-                    .and_then(|c| qty(c, "current.averageValue"))
-                    .unwrap_or_else(unknown);
+                let current = cur(source).and_then(|c| qty(c, "current.averageValue")).unwrap_or_else(unknown);
                 format!("{current}/{target} (avg)")
             } else {
-                let current = cur(source)
-                    .map(|c| qty(c, "current.value").unwrap_or_else(zero))
-                    .unwrap_or_else(unknown);
+                let current = cur(source).map(|c| qty(c, "current.value").unwrap_or_else(zero)).unwrap_or_else(unknown);
                 let target = qty(spec, &format!("{source}.target.value")).unwrap_or_else(zero);
                 format!("{current}/{target}")
             }
         }
         "Pods" => {
-            let current = cur("pods")
-                .map(|c| qty(c, "current.averageValue").unwrap_or_else(zero))
-                .unwrap_or_else(unknown);
+            let current =
+                cur("pods").map(|c| qty(c, "current.averageValue").unwrap_or_else(zero)).unwrap_or_else(unknown);
             let target = qty(spec, "pods.target.averageValue").unwrap_or_else(zero);
             format!("{current}/{target}")
         }
         "Resource" | "ContainerResource" => {
-            let source = if st(spec, "type") == "Resource" {
-                "resource"
-            } else {
-                "containerResource"
-            };
+            let source = if st(spec, "type") == "Resource" { "resource" } else { "containerResource" };
             let resource = st(spec, &format!("{source}.name"));
             if let Some(target) = qty(spec, &format!("{source}.target.averageValue")) {
-                let current = cur(source)
-                    .map(|c| qty(c, "current.averageValue").unwrap_or_else(zero))
-                    .unwrap_or_else(unknown);
+                let current =
+                    cur(source).map(|c| qty(c, "current.averageValue").unwrap_or_else(zero)).unwrap_or_else(unknown);
                 format!("{resource}: {current}/{target}")
             } else {
                 let current = cur(source)
@@ -388,11 +351,7 @@ fn format_hpa_metrics(hpa: &Value) -> String {
         return "<none>".to_string();
     }
     const MAX: usize = 2;
-    let list: Vec<String> = specs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| format_metric(s, statuses.get(i)))
-        .collect();
+    let list: Vec<String> = specs.iter().enumerate().map(|(i, s)| format_metric(s, statuses.get(i))).collect();
     if list.len() > MAX {
         format!("{} + {} more...", list[..MAX].join(", "), list.len() - MAX)
     } else {
@@ -401,11 +360,7 @@ fn format_hpa_metrics(hpa: &Value) -> String {
 }
 
 pub(crate) fn hpa_row(hpa: &Value, now: DateTime<Utc>) -> Row {
-    let reference = format!(
-        "{}/{}",
-        st(hpa, "spec.scaleTargetRef.kind"),
-        st(hpa, "spec.scaleTargetRef.name")
-    );
+    let reference = format!("{}/{}", st(hpa, "spec.scaleTargetRef.kind"), st(hpa, "spec.scaleTargetRef.name"));
     let min_pods = int_opt(hpa, "spec.minReplicas").map_or_else(|| "<unset>".to_string(), |m| m.to_string());
     cells![
         name(hpa),
@@ -424,21 +379,9 @@ pub(crate) fn hpa_row(hpa: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn pdb_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Min Available",
-            "string",
-            "The minimum number of pods that must be available.",
-        ),
-        text(
-            "Max Unavailable",
-            "string",
-            "The maximum number of pods that may be unavailable.",
-        ),
-        text(
-            "Allowed Disruptions",
-            "integer",
-            "Calculated number of pods that may be disrupted at this time.",
-        ),
+        text("Min Available", "string", "The minimum number of pods that must be available."),
+        text("Max Unavailable", "string", "The maximum number of pods that may be unavailable."),
+        text("Allowed Disruptions", "integer", "Calculated number of pods that may be disrupted at this time."),
         Col::age(),
     ]
 }
@@ -479,12 +422,7 @@ mod tests {
         let cols = t["columnDefinitions"].as_array().cloned().unwrap_or_default();
         let summary: Vec<(String, i64)> = cols
             .iter()
-            .map(|c| {
-                (
-                    c["name"].as_str().unwrap_or("").to_string(),
-                    c["priority"].as_i64().unwrap_or(-1),
-                )
-            })
+            .map(|c| (c["name"].as_str().unwrap_or("").to_string(), c["priority"].as_i64().unwrap_or(-1)))
             .collect();
         let want = [
             ("Name", 0),
@@ -496,15 +434,8 @@ mod tests {
             ("Images", 1),
             ("Selector", 1),
         ];
-        assert_eq!(
-            summary,
-            want.iter().map(|(n, p)| (n.to_string(), *p)).collect::<Vec<_>>()
-        );
-        assert!(
-            cols[2]["description"]
-                .as_str()
-                .is_some_and(|d| d.contains("desired template spec"))
-        );
+        assert_eq!(summary, want.iter().map(|(n, p)| (n.to_string(), *p)).collect::<Vec<_>>());
+        assert!(cols[2]["description"].as_str().is_some_and(|d| d.contains("desired template spec")));
         assert_eq!(
             t["rows"][0]["cells"],
             json!(["web", "2/3", 3, 2, "2d3h", "nginx,log", "nginx:1.27,busybox", "app=web"])
@@ -533,14 +464,7 @@ mod tests {
         let row = daemonset_row(&ds, now());
         assert_eq!(
             row.cells[1..7],
-            [
-                json!(2),
-                json!(2),
-                json!(1),
-                json!(2),
-                json!(1),
-                json!("kubernetes.io/os=linux")
-            ]
+            [json!(2), json!(2), json!(1), json!(2), json!(1), json!("kubernetes.io/os=linux")]
         );
         assert_eq!(row.cells[10], "k=v");
         assert_eq!(row.cells.len(), daemonset_columns().len());
@@ -558,16 +482,10 @@ mod tests {
         let done = json!({"metadata": {"name": "pi"}, "spec": {"parallelism": 4},
             "status": {"succeeded": 1, "startTime": "2025-06-01T11:00:00Z", "completionTime": "2025-06-01T11:00:42Z",
                 "conditions": [{"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]}});
-        assert_eq!(
-            job_row(&done, now()).cells[1..4],
-            [json!("Complete"), json!("1/1 of 4"), json!("42s")]
-        );
+        assert_eq!(job_row(&done, now()).cells[1..4], [json!("Complete"), json!("1/1 of 4"), json!("42s")]);
 
         let failed = json!({"spec": {}, "status": {"conditions": [{"type": "Failed", "status": "True"}]}});
-        assert_eq!(
-            job_row(&failed, now()).cells[1..4],
-            [json!("Failed"), json!("0/1"), json!("")]
-        );
+        assert_eq!(job_row(&failed, now()).cells[1..4], [json!("Failed"), json!("0/1"), json!("")]);
         let suspended = json!({"status": {"conditions": [{"type": "Suspended", "status": "True"}]}});
         assert_eq!(job_row(&suspended, now()).cells[1], "Suspended");
         let deleting = json!({"metadata": {"deletionTimestamp": "2025-06-01T11:00:00Z"},
@@ -614,14 +532,7 @@ mod tests {
             "status": {"currentReplicas": 1}});
         assert_eq!(
             hpa_row(&hpa, now()).cells[..6],
-            [
-                json!("web"),
-                json!("Deployment/web"),
-                json!("cpu: <unknown>/50%"),
-                json!("<unset>"),
-                json!(10),
-                json!(1)
-            ]
+            [json!("web"), json!("Deployment/web"), json!("cpu: <unknown>/50%"), json!("<unset>"), json!(10), json!(1)]
         );
 
         let hpa = json!({"spec": {"minReplicas": 2, "metrics": [
@@ -654,10 +565,7 @@ mod tests {
 
         let cr = json!({"metadata": {"name": "web-5d4f", "ownerReferences": [
             {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "web", "controller": true}]}, "revision": 2});
-        assert_eq!(
-            controllerrevision_row(&cr, now()).cells[1..3],
-            [json!("statefulset.apps/web"), json!(2)]
-        );
+        assert_eq!(controllerrevision_row(&cr, now()).cells[1..3], [json!("statefulset.apps/web"), json!(2)]);
         let orphan = json!({"metadata": {"name": "x"}, "revision": 1});
         assert_eq!(controllerrevision_row(&orphan, now()).cells[1], "<none>");
         let core_owner = json!({"metadata": {"ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "p",

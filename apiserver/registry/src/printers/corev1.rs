@@ -35,16 +35,8 @@ pub(crate) const IMAGES_DESC: &str = "Images referenced by each container in the
 pub(crate) fn pod_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Ready",
-            "string",
-            "The aggregate readiness state of this pod for accepting traffic.",
-        ),
-        text(
-            "Status",
-            "string",
-            "The aggregate status of the containers in this pod.",
-        ),
+        text("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+        text("Status", "string", "The aggregate status of the containers in this pod."),
         text(
             "Restarts",
             "string",
@@ -71,9 +63,7 @@ fn last_termination(cs: &Value) -> Option<DateTime<Utc>> {
 }
 
 fn condition_true(obj: &Value, ty: &str) -> bool {
-    list(obj, "status.conditions")
-        .iter()
-        .any(|c| st(c, "type") == ty && st(c, "status") == "True")
+    list(obj, "status.conditions").iter().any(|c| st(c, "type") == ty && st(c, "status") == "True")
 }
 
 /// `isPodInitializedConditionTrue`: the first Initialized condition decides.
@@ -87,11 +77,7 @@ fn pod_initialized(pod: &Value) -> bool {
 /// "Signal:9" / "ExitCode:1" for a terminated state without a reason.
 fn exit_reason(t: &Value) -> String {
     let signal = int(t, "signal");
-    if signal != 0 {
-        format!("Signal:{signal}")
-    } else {
-        format!("ExitCode:{}", int(t, "exitCode"))
-    }
+    if signal != 0 { format!("Signal:{signal}") } else { format!("ExitCode:{}", int(t, "exitCode")) }
 }
 
 pub(crate) fn pod_row(pod: &Value, now: DateTime<Utc>) -> Row {
@@ -125,10 +111,8 @@ pub(crate) fn pod_row(pod: &Value, now: DateTime<Utc>) -> Row {
     };
 
     // Sidecars (init containers with restartPolicy Always) count as containers.
-    let restartable: HashMap<&str, bool> = init_specs
-        .iter()
-        .map(|c| (st(c, "name"), st(c, "restartPolicy") == "Always"))
-        .collect();
+    let restartable: HashMap<&str, bool> =
+        init_specs.iter().map(|c| (st(c, "name"), st(c, "restartPolicy") == "Always")).collect();
     total += restartable.values().filter(|r| **r).count();
 
     let mut initializing = false;
@@ -190,12 +174,7 @@ pub(crate) fn pod_row(pod: &Value, now: DateTime<Utc>) -> Row {
         }
         // A pod whose last container completed but another still runs is not "Completed".
         if reason == "Completed" && has_running {
-            reason = if condition_true(pod, "Ready") {
-                "Running"
-            } else {
-                "NotReady"
-            }
-            .to_string();
+            reason = if condition_true(pod, "Ready") { "Running" } else { "NotReady" }.to_string();
         }
     }
 
@@ -218,11 +197,7 @@ pub(crate) fn pod_row(pod: &Value, now: DateTime<Utc>) -> Row {
         .filter(|ip| !ip.is_empty())
         .unwrap_or("<none>");
     let or_none = |s: &str| {
-        if s.is_empty() {
-            "<none>".to_string()
-        } else {
-            s.to_string()
-        }
+        if s.is_empty() { "<none>".to_string() } else { s.to_string() }
     };
     let gates = list(pod, "spec.readinessGates");
     let readiness_gates = if gates.is_empty() {
@@ -270,12 +245,7 @@ pub(crate) fn pod_template_columns() -> Vec<Col> {
 
 pub(crate) fn pod_template_row(obj: &Value, _now: DateTime<Utc>) -> Row {
     let (names, images) = container_cells(list(obj, "template.spec.containers"));
-    cells![
-        name(obj),
-        names,
-        images,
-        format_labels(at(obj, "template.metadata.labels"))
-    ]
+    cells![name(obj), names, images, format_labels(at(obj, "template.metadata.labels"))]
 }
 
 pub(crate) fn rc_columns() -> Vec<Col> {
@@ -338,11 +308,7 @@ fn service_external_ip(svc: &Value, svc_type: &str) -> String {
         "LoadBalancer" => {
             let lb = load_balancer_ingress(at(svc, "status.loadBalancer"));
             if !external_ips.is_empty() {
-                let mut all: Vec<&str> = if lb.is_empty() {
-                    Vec::new()
-                } else {
-                    lb.split(',').collect()
-                };
+                let mut all: Vec<&str> = if lb.is_empty() { Vec::new() } else { lb.split(',').collect() };
                 all.extend(external_ips);
                 all.join(",")
             } else if !lb.is_empty() {
@@ -402,11 +368,7 @@ pub(crate) fn service_row(svc: &Value, now: DateTime<Utc>) -> Row {
 }
 
 pub(crate) fn endpoints_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        doc("Endpoints", "string", "io.k8s.api.core.v1.Endpoints", "subsets"),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("Endpoints", "string", "io.k8s.api.core.v1.Endpoints", "subsets"), Col::age()]
 }
 
 /// `formatEndpoints` with all ports: up to three "ip:port" entries, then "+ N more...".
@@ -445,11 +407,7 @@ fn format_endpoints(ep: &Value) -> String {
         }
     }
     let ret = out.join(",");
-    if more {
-        format!("{ret} + {} more...", count - MAX)
-    } else {
-        ret
-    }
+    if more { format!("{ret} + {} more...", count - MAX) } else { ret }
 }
 
 pub(crate) fn endpoints_row(ep: &Value, now: DateTime<Utc>) -> Row {
@@ -507,9 +465,7 @@ fn node_address(node: &Value, ty: &str) -> String {
 
 pub(crate) fn node_row(node: &Value, now: DateTime<Utc>) -> Row {
     // Only the Ready condition is summarised; the last one of that type wins, as upstream's map does.
-    let ready = list(node, "status.conditions")
-        .iter()
-        .rfind(|c| st(c, "type") == "Ready");
+    let ready = list(node, "status.conditions").iter().rfind(|c| st(c, "type") == "Ready");
     let mut status = vec![match ready {
         Some(c) if st(c, "status") == "True" => "Ready",
         Some(_) => "NotReady",
@@ -519,11 +475,7 @@ pub(crate) fn node_row(node: &Value, now: DateTime<Utc>) -> Row {
         status.push("SchedulingDisabled");
     }
     let roles = node_roles(node);
-    let roles = if roles.is_empty() {
-        "<none>".to_string()
-    } else {
-        roles.join(",")
-    };
+    let roles = if roles.is_empty() { "<none>".to_string() } else { roles.join(",") };
     let info = |field: &str| match st(node, &format!("status.nodeInfo.{field}")) {
         "" => "<unknown>".to_string(),
         s => s.to_string(),
@@ -543,11 +495,7 @@ pub(crate) fn node_row(node: &Value, now: DateTime<Utc>) -> Row {
 }
 
 pub(crate) fn namespace_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        text("Status", "string", "The status of the namespace"),
-        Col::age(),
-    ]
+    vec![Col::name(), text("Status", "string", "The status of the namespace"), Col::age()]
 }
 
 pub(crate) fn namespace_row(ns: &Value, now: DateTime<Utc>) -> Row {
@@ -580,20 +528,10 @@ fn event_field<'a>(ev: &'a Value, core: &str, events_v1: &str) -> Option<&'a Val
 pub(crate) fn event_row(ev: &Value, now: DateTime<Utc>) -> Row {
     let event_time = at(ev, "eventTime");
     let first_ts = event_field(ev, "firstTimestamp", "deprecatedFirstTimestamp");
-    let first = if parse_time(first_ts).is_some() {
-        since(first_ts, now)
-    } else {
-        since(event_time, now)
-    };
+    let first = if parse_time(first_ts).is_some() { since(first_ts, now) } else { since(event_time, now) };
     let last_ts = event_field(ev, "lastTimestamp", "deprecatedLastTimestamp");
-    let mut last = if parse_time(last_ts).is_some() {
-        since(last_ts, now)
-    } else {
-        first.clone()
-    };
-    let mut count = event_field(ev, "count", "deprecatedCount")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
+    let mut last = if parse_time(last_ts).is_some() { since(last_ts, now) } else { first.clone() };
+    let mut count = event_field(ev, "count", "deprecatedCount").and_then(Value::as_i64).unwrap_or(0);
     if let Some(series) = at(ev, "series") {
         last = since(at(series, "lastObservedTime"), now);
         count = int(series, "count");
@@ -608,21 +546,10 @@ pub(crate) fn event_row(ev: &Value, now: DateTime<Utc>) -> Row {
         n => format!("{kind}/{n}"),
     };
     let source = event_field(ev, "source", "deprecatedSource").unwrap_or(&Value::Null);
-    let component = Some(st(source, "component"))
-        .filter(|s| !s.is_empty())
-        .unwrap_or(st(ev, "reportingController"));
-    let instance = Some(st(source, "host"))
-        .filter(|s| !s.is_empty())
-        .unwrap_or(st(ev, "reportingInstance"));
-    let source = if instance.is_empty() {
-        component.to_string()
-    } else {
-        format!("{component}, {instance}")
-    };
-    let message = event_field(ev, "message", "note")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
+    let component = Some(st(source, "component")).filter(|s| !s.is_empty()).unwrap_or(st(ev, "reportingController"));
+    let instance = Some(st(source, "host")).filter(|s| !s.is_empty()).unwrap_or(st(ev, "reportingInstance"));
+    let source = if instance.is_empty() { component.to_string() } else { format!("{component}, {instance}") };
+    let message = event_field(ev, "message", "note").and_then(Value::as_str).unwrap_or("").trim();
     cells![
         last,
         st(ev, "type"),
@@ -642,12 +569,7 @@ pub(crate) fn event_row(ev: &Value, now: DateTime<Utc>) -> Row {
 
 pub(crate) fn secret_columns() -> Vec<Col> {
     let secret = "io.k8s.api.core.v1.Secret";
-    vec![
-        Col::name(),
-        doc("Type", "string", secret, "type"),
-        doc("Data", "string", secret, "data"),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("Type", "string", secret, "type"), doc("Data", "string", secret, "data"), Col::age()]
 }
 
 pub(crate) fn secret_row(obj: &Value, now: DateTime<Utc>) -> Row {
@@ -659,27 +581,15 @@ pub(crate) fn secret_row(obj: &Value, now: DateTime<Utc>) -> Row {
 }
 
 pub(crate) fn configmap_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        doc("Data", "string", "io.k8s.api.core.v1.ConfigMap", "data"),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("Data", "string", "io.k8s.api.core.v1.ConfigMap", "data"), Col::age()]
 }
 
 pub(crate) fn configmap_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    cells![
-        name(obj),
-        (map_len(obj, "data") + map_len(obj, "binaryData")) as i64,
-        age(obj, now)
-    ]
+    cells![name(obj), (map_len(obj, "data") + map_len(obj, "binaryData")) as i64, age(obj, now)]
 }
 
 pub(crate) fn serviceaccount_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        doc("Secrets", "string", "io.k8s.api.core.v1.ServiceAccount", "secrets"),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("Secrets", "string", "io.k8s.api.core.v1.ServiceAccount", "secrets"), Col::age()]
 }
 
 pub(crate) fn serviceaccount_row(obj: &Value, now: DateTime<Utc>) -> Row {
@@ -708,33 +618,22 @@ pub(crate) fn pv_columns() -> Vec<Col> {
 /// `GetAccessModesAsString`: RWO, ROX, RWX, RWOP in that order, de-duplicated.
 fn access_modes(modes: &[Value]) -> String {
     let has = |m: &str| modes.iter().any(|v| v.as_str() == Some(m));
-    [
-        ("ReadWriteOnce", "RWO"),
-        ("ReadOnlyMany", "ROX"),
-        ("ReadWriteMany", "RWX"),
-        ("ReadWriteOncePod", "RWOP"),
-    ]
-    .iter()
-    .filter(|(m, _)| has(m))
-    .map(|(_, short)| *short)
-    .collect::<Vec<_>>()
-    .join(",")
+    [("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP")]
+        .iter()
+        .filter(|(m, _)| has(m))
+        .map(|(_, short)| *short)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 const BETA_STORAGE_CLASS: &str = "volume.beta.kubernetes.io/storage-class";
 
 fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    at(obj, "metadata.annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
+    at(obj, "metadata.annotations").and_then(|a| a.get(key)).and_then(Value::as_str)
 }
 
 fn terminating_or(obj: &Value, phase: &str) -> String {
-    if at(obj, "metadata.deletionTimestamp").is_some() {
-        "Terminating".to_string()
-    } else {
-        phase.to_string()
-    }
+    if at(obj, "metadata.deletionTimestamp").is_some() { "Terminating".to_string() } else { phase.to_string() }
 }
 
 fn or_unset(s: Option<&str>) -> String {
@@ -781,10 +680,7 @@ pub(crate) fn pvc_row(pvc: &Value, now: DateTime<Utc>) -> Row {
     let (capacity, modes) = if volume.is_empty() {
         (String::new(), String::new())
     } else {
-        (
-            quantity(at(pvc, "status.capacity.storage")),
-            access_modes(list(pvc, "status.accessModes")),
-        )
+        (quantity(at(pvc, "status.capacity.storage")), access_modes(list(pvc, "status.accessModes")))
     };
     let class = annotation(pvc, BETA_STORAGE_CLASS).unwrap_or(st(pvc, "spec.storageClassName"));
     cells![
@@ -815,15 +711,7 @@ pub(crate) fn componentstatus_columns() -> Vec<Col> {
 pub(crate) fn componentstatus_row(obj: &Value, _now: DateTime<Utc>) -> Row {
     let healthy = list(obj, "conditions").iter().find(|c| st(c, "type") == "Healthy");
     let (status, message, error) = match healthy {
-        Some(c) => (
-            if st(c, "status") == "True" {
-                "Healthy"
-            } else {
-                "Unhealthy"
-            },
-            st(c, "message"),
-            st(c, "error"),
-        ),
+        Some(c) => (if st(c, "status") == "True" { "Healthy" } else { "Unhealthy" }, st(c, "message"), st(c, "error")),
         None => ("Unknown", "", ""),
     };
     cells![name(obj), status, message, error]
@@ -832,11 +720,7 @@ pub(crate) fn componentstatus_row(obj: &Value, _now: DateTime<Utc>) -> Row {
 pub(crate) fn resourcequota_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Request",
-            "string",
-            "Request represents a minimum amount of cpu/memory that a container may consume.",
-        ),
+        text("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
         text(
             "Limit",
             "string",
@@ -847,10 +731,8 @@ pub(crate) fn resourcequota_columns() -> Vec<Col> {
 }
 
 pub(crate) fn resourcequota_row(rq: &Value, now: DateTime<Utc>) -> Row {
-    let mut resources: Vec<&String> = at(rq, "status.hard")
-        .and_then(Value::as_object)
-        .map(|m| m.keys().collect())
-        .unwrap_or_default();
+    let mut resources: Vec<&String> =
+        at(rq, "status.hard").and_then(Value::as_object).map(|m| m.keys().collect()).unwrap_or_default();
     resources.sort();
     let mut requests = Vec::new();
     let mut limits = Vec::new();
@@ -859,11 +741,7 @@ pub(crate) fn resourcequota_row(rq: &Value, now: DateTime<Utc>) -> Row {
         let hard = quantity(at(rq, "status.hard").and_then(|h| h.get(r.as_str())));
         let entry = format!("{r}: {used}/{hard}");
         let is_limit = r.split('.').count() > 1 && r.split('.').next() == Some("limits");
-        if is_limit {
-            limits.push(entry)
-        } else {
-            requests.push(entry)
-        }
+        if is_limit { limits.push(entry) } else { requests.push(entry) }
     }
     cells![name(rq), requests.join(", "), limits.join(", "), age(rq, now)]
 }
@@ -912,17 +790,13 @@ mod tests {
 
     #[test]
     fn pod_waiting_reasons_and_restarts() {
-        let p = pod(
-            json!({"phase": "Pending", "containerStatuses": [{"name": "app", "ready": false,
-            "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}),
-        );
+        let p = pod(json!({"phase": "Pending", "containerStatuses": [{"name": "app", "ready": false,
+            "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
         assert_eq!(status_cell(&p), "ContainerCreating");
 
-        let p = pod(
-            json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false,
+        let p = pod(json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": false,
             "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff"}},
-            "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2025-06-01T11:55:00Z"}}}]}),
-        );
+            "lastState": {"terminated": {"exitCode": 1, "finishedAt": "2025-06-01T11:55:00Z"}}}]}));
         let row = pod_row(&p, now());
         assert_eq!(row.cells[1], "0/1");
         assert_eq!(row.cells[2], "CrashLoopBackOff");
@@ -955,13 +829,11 @@ mod tests {
 
     #[test]
     fn pod_completed_with_running_sibling() {
-        let mut p = pod(
-            json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
-            "containerStatuses": [
-                {"name": "app", "ready": true, "state": {"running": {}}},
-                {"name": "job", "ready": false, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
-            ]}),
-        );
+        let mut p = pod(json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [
+            {"name": "app", "ready": true, "state": {"running": {}}},
+            {"name": "job", "ready": false, "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}
+        ]}));
         if let Some(cs) = p["spec"]["containers"].as_array_mut() {
             cs.push(json!({"name": "job", "image": "busybox"}));
         }
@@ -1001,12 +873,10 @@ mod tests {
 
     #[test]
     fn pod_sidecar_counts_as_container() {
-        let mut p = pod(
-            json!({"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
+        let mut p = pod(json!({"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
             "initContainerStatuses": [{"name": "proxy", "started": true, "ready": true, "restartCount": 1,
                 "state": {"running": {}}}],
-            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}),
-        );
+            "containerStatuses": [{"name": "app", "ready": true, "restartCount": 0, "state": {"running": {}}}]}));
         p["spec"]["initContainers"] = json!([{"name": "proxy", "image": "envoy", "restartPolicy": "Always"}]);
         let row = pod_row(&p, now());
         assert_eq!(row.cells[1], "2/2");
@@ -1016,19 +886,15 @@ mod tests {
 
     #[test]
     fn pod_terminating_and_gated() {
-        let mut p = pod(
-            json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true,
-            "state": {"running": {}}}]}),
-        );
+        let mut p = pod(json!({"phase": "Running", "containerStatuses": [{"name": "app", "ready": true,
+            "state": {"running": {}}}]}));
         p["metadata"]["deletionTimestamp"] = json!("2025-06-01T11:59:00Z");
         assert_eq!(status_cell(&p), "Terminating");
         p["status"]["reason"] = json!("NodeLost");
         assert_eq!(status_cell(&p), "Unknown");
 
-        let p = pod(
-            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
-            "reason": "SchedulingGated"}]}),
-        );
+        let p = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "SchedulingGated"}]}));
         assert_eq!(status_cell(&p), "SchedulingGated");
         let p = pod(json!({"phase": "Pending"}));
         assert_eq!(status_cell(&p), "Pending");
@@ -1036,18 +902,13 @@ mod tests {
 
     #[test]
     fn pod_readiness_gates_and_wide_columns() {
-        let mut p = pod(
-            json!({"phase": "Running", "podIPs": [{"ip": "fd00::5"}, {"ip": "10.0.0.5"}],
+        let mut p = pod(json!({"phase": "Running", "podIPs": [{"ip": "fd00::5"}, {"ip": "10.0.0.5"}],
             "nominatedNodeName": "n2",
-            "conditions": [{"type": "example.com/lb", "status": "True"}, {"type": "example.com/dns", "status": "False"}]}),
-        );
+            "conditions": [{"type": "example.com/lb", "status": "True"}, {"type": "example.com/dns", "status": "False"}]}));
         p["spec"]["readinessGates"] =
             json!([{"conditionType": "example.com/lb"}, {"conditionType": "example.com/dns"}]);
         let row = pod_row(&p, now());
-        assert_eq!(
-            &row.cells[5..],
-            &[json!("fd00::5"), json!("n1"), json!("n2"), json!("1/2")]
-        );
+        assert_eq!(&row.cells[5..], &[json!("fd00::5"), json!("n1"), json!("n2"), json!("1/2")]);
         let cols = pod_columns();
         let wide: Vec<&str> = cols.iter().filter(|c| c.priority == 1).map(|c| c.name).collect();
         assert_eq!(wide, ["IP", "Node", "Nominated Node", "Readiness Gates"]);
@@ -1064,15 +925,7 @@ mod tests {
         let t = table("", "services", &[&svc], IncludeObject::None, now());
         assert_eq!(
             t["rows"][0]["cells"],
-            json!([
-                "web",
-                "NodePort",
-                "10.96.0.10",
-                "<none>",
-                "80:30080/TCP,53/UDP",
-                "30s",
-                "app=web,tier=fe"
-            ])
+            json!(["web", "NodePort", "10.96.0.10", "<none>", "80:30080/TCP,53/UDP", "30s", "app=web,tier=fe"])
         );
         assert_eq!(t["columnDefinitions"][6]["name"], "Selector");
         assert_eq!(t["columnDefinitions"][6]["priority"], 1);
@@ -1087,10 +940,7 @@ mod tests {
         let mut lb2 = lb.clone();
         lb2["status"] = json!({"loadBalancer": {"ingress": [{"ip": "203.0.113.9"}, {"hostname": "a.example.com"}]}});
         lb2["spec"]["externalIPs"] = json!(["198.51.100.1"]);
-        assert_eq!(
-            service_row(&lb2, now()).cells[3],
-            "203.0.113.9,a.example.com,198.51.100.1"
-        );
+        assert_eq!(service_row(&lb2, now()).cells[3], "203.0.113.9,a.example.com,198.51.100.1");
 
         let headless = json!({"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "clusterIPs": ["None"]}});
         let row = service_row(&headless, now());
@@ -1108,10 +958,7 @@ mod tests {
     fn endpoints_cell() {
         let ep = json!({"metadata": {"name": "web"}, "subsets": [
             {"addresses": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}], "ports": [{"port": 80}, {"port": 443}]}]});
-        assert_eq!(
-            format_endpoints(&ep),
-            "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more..."
-        );
+        assert_eq!(format_endpoints(&ep), "10.0.0.1:80,10.0.0.2:80,10.0.0.1:443 + 1 more...");
         assert_eq!(format_endpoints(&json!({"subsets": []})), "<none>");
         let headless = json!({"subsets": [{"addresses": [{"ip": "10.0.0.1"}]}]});
         assert_eq!(format_endpoints(&headless), "10.0.0.1");
@@ -1228,38 +1075,26 @@ mod tests {
         let pvc = json!({"metadata": {"name": "data"}, "spec": {"storageClassName": "fast"},
             "status": {"phase": "Pending"}});
         let row = pvc_row(&pvc, now());
-        assert_eq!(
-            &row.cells[1..6],
-            &[json!("Pending"), json!(""), json!(""), json!(""), json!("fast")]
-        );
+        assert_eq!(&row.cells[1..6], &[json!("Pending"), json!(""), json!(""), json!(""), json!("fast")]);
         let bound = json!({"metadata": {"name": "data", "deletionTimestamp": "2025-06-01T11:00:00Z"},
             "spec": {"volumeName": "pv1"}, "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"],
             "capacity": {"storage": "1Gi"}}});
         let row = pvc_row(&bound, now());
-        assert_eq!(
-            &row.cells[1..5],
-            &[json!("Terminating"), json!("pv1"), json!("1Gi"), json!("RWO")]
-        );
+        assert_eq!(&row.cells[1..5], &[json!("Terminating"), json!("pv1"), json!("1Gi"), json!("RWO")]);
 
         let rq = json!({"metadata": {"name": "q"}, "status": {
             "hard": {"requests.cpu": "1", "pods": "10", "limits.memory": "2Gi"},
             "used": {"requests.cpu": "500m", "limits.memory": "1Gi"}}});
         assert_eq!(
             resourcequota_row(&rq, now()).cells[1..3],
-            [
-                json!("pods: 0/10, requests.cpu: 500m/1"),
-                json!("limits.memory: 1Gi/2Gi")
-            ]
+            [json!("pods: 0/10, requests.cpu: 500m/1"), json!("limits.memory: 1Gi/2Gi")]
         );
     }
 
     #[test]
     fn small_core_kinds() {
         let s = json!({"metadata": {"name": "tok"}, "data": {"a": "", "b": ""}, "type": "kubernetes.io/tls"});
-        assert_eq!(
-            secret_row(&s, now()).cells[1..3],
-            [json!("kubernetes.io/tls"), json!(2)]
-        );
+        assert_eq!(secret_row(&s, now()).cells[1..3], [json!("kubernetes.io/tls"), json!(2)]);
         assert_eq!(secret_row(&json!({}), now()).cells[1], "Opaque");
         let sa = json!({"metadata": {"name": "default"}, "secrets": [{"name": "x"}]});
         assert_eq!(serviceaccount_row(&sa, now()).cells[1], 1);
@@ -1273,10 +1108,7 @@ mod tests {
         );
         let pt = json!({"metadata": {"name": "t"}, "template": {"metadata": {"labels": {"app": "x"}},
             "spec": {"containers": [{"name": "a", "image": "i1"}, {"name": "b", "image": "i2"}]}}});
-        assert_eq!(
-            pod_template_row(&pt, now()).cells,
-            vec![json!("t"), json!("a,b"), json!("i1,i2"), json!("app=x")]
-        );
+        assert_eq!(pod_template_row(&pt, now()).cells, vec![json!("t"), json!("a,b"), json!("i1,i2"), json!("app=x")]);
         let rc = json!({"metadata": {"name": "rc"}, "spec": {"replicas": 2, "selector": {"app": "x"}},
             "status": {"replicas": 2, "readyReplicas": 1}});
         assert_eq!(rc_row(&rc, now()).cells[1..4], [json!(2), json!(2), json!(1)]);

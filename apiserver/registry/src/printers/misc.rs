@@ -23,11 +23,7 @@ const SLICE_SPEC: &str = "io.k8s.api.resource.v1beta1.ResourceSliceSpec";
 
 /// The value, or `placeholder` when empty.
 fn or(s: &str, placeholder: &str) -> String {
-    if s.is_empty() {
-        placeholder.to_string()
-    } else {
-        s.to_string()
-    }
+    if s.is_empty() { placeholder.to_string() } else { s.to_string() }
 }
 
 // ---------------------------------------------------------------------------
@@ -41,16 +37,8 @@ pub(crate) fn ingress_columns() -> Vec<Col> {
             "string",
             "The name of the IngressClass resource that should be used for additional configuration",
         ),
-        text(
-            "Hosts",
-            "string",
-            "Hosts that incoming requests are matched against before the ingress rule",
-        ),
-        text(
-            "Address",
-            "string",
-            "Address is a list containing ingress points for the load-balancer",
-        ),
+        text("Hosts", "string", "Hosts that incoming requests are matched against before the ingress rule"),
+        text("Address", "string", "Address is a list containing ingress points for the load-balancer"),
         text("Ports", "string", "Ports of TLS configurations that open"),
         Col::age(),
     ]
@@ -74,20 +62,12 @@ fn format_hosts(rules: &[Value]) -> String {
         return "*".to_string();
     }
     let ret = hosts.join(",");
-    if more {
-        format!("{ret} + {} more...", rules.len() - MAX)
-    } else {
-        ret
-    }
+    if more { format!("{ret} + {} more...", rules.len() - MAX) } else { ret }
 }
 
 pub(crate) fn ingress_row(ing: &Value, now: DateTime<Utc>) -> Row {
     let class = st_opt(ing, "spec.ingressClassName").unwrap_or("<none>");
-    let ports = if list(ing, "spec.tls").is_empty() {
-        "80"
-    } else {
-        "80, 443"
-    };
+    let ports = if list(ing, "spec.tls").is_empty() { "80" } else { "80, 443" };
     cells![
         name(ing),
         class,
@@ -101,16 +81,8 @@ pub(crate) fn ingress_row(ing: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn ingressclass_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Controller",
-            "string",
-            "Controller that is responsible for handling this class",
-        ),
-        text(
-            "Parameters",
-            "string",
-            "A reference to a resource with additional parameters",
-        ),
+        text("Controller", "string", "Controller that is responsible for handling this class"),
+        text("Parameters", "string", "A reference to a resource with additional parameters"),
         Col::age(),
     ]
 }
@@ -132,12 +104,7 @@ pub(crate) fn ingressclass_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn networkpolicy_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "Pod-Selector",
-            "string",
-            "io.k8s.api.networking.v1.NetworkPolicySpec",
-            "podSelector",
-        ),
+        doc("Pod-Selector", "string", "io.k8s.api.networking.v1.NetworkPolicySpec", "podSelector"),
         Col::age(),
     ]
 }
@@ -151,27 +118,15 @@ pub(crate) fn networkpolicy_row(obj: &Value, now: DateTime<Utc>) -> Row {
 
 pub(crate) fn ipaddress_columns() -> Vec<Col> {
     // Upstream declares no AGE column but still prints the age cell.
-    vec![
-        Col::name(),
-        doc(
-            "ParentRef",
-            "string",
-            "io.k8s.api.networking.v1.IPAddressSpec",
-            "parentRef",
-        ),
-    ]
+    vec![Col::name(), doc("ParentRef", "string", "io.k8s.api.networking.v1.IPAddressSpec", "parentRef")]
 }
 
 pub(crate) fn ipaddress_row(obj: &Value, now: DateTime<Utc>) -> Row {
     let parent = match at(obj, "spec.parentRef") {
         Some(p) => {
             let (group, resource) = (st(p, "group"), st(p, "resource"));
-            let mut s = if group.is_empty() {
-                resource.to_string()
-            } else {
-                format!("{resource}.{group}")
-            }
-            .to_lowercase();
+            let mut s =
+                if group.is_empty() { resource.to_string() } else { format!("{resource}.{group}") }.to_lowercase();
             if let Some(ns) = st_opt(p, "namespace").filter(|n| !n.is_empty()) {
                 s = format!("{s}/{ns}");
             }
@@ -183,11 +138,7 @@ pub(crate) fn ipaddress_row(obj: &Value, now: DateTime<Utc>) -> Row {
 }
 
 pub(crate) fn servicecidr_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        doc("CIDRs", "string", "io.k8s.api.networking.v1.ServiceCIDRSpec", "cidrs"),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("CIDRs", "string", "io.k8s.api.networking.v1.ServiceCIDRSpec", "cidrs"), Col::age()]
 }
 
 pub(crate) fn servicecidr_row(obj: &Value, now: DateTime<Utc>) -> Row {
@@ -224,10 +175,7 @@ fn format_slice_ports(ports: &[Value]) -> String {
 }
 
 fn format_slice_endpoints(endpoints: &[Value]) -> String {
-    let all: Vec<&str> = endpoints
-        .iter()
-        .flat_map(|e| list(e, "addresses").iter().filter_map(Value::as_str))
-        .collect();
+    let all: Vec<&str> = endpoints.iter().flat_map(|e| list(e, "addresses").iter().filter_map(Value::as_str)).collect();
     let shown: Vec<String> = all.iter().take(MAX_LISTED).map(|s| s.to_string()).collect();
     list_with_more(&shown, all.len() > MAX_LISTED, all.len(), MAX_LISTED)
 }
@@ -287,14 +235,7 @@ pub(crate) fn binding_row(obj: &Value, now: DateTime<Utc>) -> Row {
         }
     }
     let role = format!("{}/{}", st(obj, "roleRef.kind"), st(obj, "roleRef.name"));
-    cells![
-        name(obj),
-        role,
-        age(obj, now),
-        users.join(", "),
-        groups.join(", "),
-        sas.join(", ")
-    ]
+    cells![name(obj), role, age(obj, now), users.join(", "), groups.join(", "), sas.join(", ")]
 }
 
 // ---------------------------------------------------------------------------
@@ -312,10 +253,7 @@ pub(crate) fn storageclass_columns() -> Vec<Col> {
 }
 
 fn annotation_true(obj: &Value, key: &str) -> bool {
-    at(obj, "metadata.annotations")
-        .and_then(|a| a.get(key))
-        .and_then(Value::as_str)
-        == Some("true")
+    at(obj, "metadata.annotations").and_then(|a| a.get(key)).and_then(Value::as_str) == Some("true")
 }
 
 pub(crate) fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Row {
@@ -338,12 +276,7 @@ pub(crate) fn storageclass_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn volumeattributesclass_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "DriverName",
-            "string",
-            "io.k8s.api.storage.v1beta1.VolumeAttributesClass",
-            "driverName",
-        ),
+        doc("DriverName", "string", "io.k8s.api.storage.v1beta1.VolumeAttributesClass", "driverName"),
         Col::age(),
     ]
 }
@@ -370,10 +303,7 @@ pub(crate) fn csidriver_columns() -> Vec<Col> {
 }
 
 pub(crate) fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    let modes: Vec<&str> = list(obj, "spec.volumeLifecycleModes")
-        .iter()
-        .filter_map(Value::as_str)
-        .collect();
+    let modes: Vec<&str> = list(obj, "spec.volumeLifecycleModes").iter().filter_map(Value::as_str).collect();
     let tokens = match at(obj, "spec.tokenRequests").and_then(Value::as_array) {
         Some(reqs) => reqs.iter().map(|t| st(t, "audience")).collect::<Vec<_>>().join(","),
         None => "<unset>".to_string(),
@@ -393,11 +323,7 @@ pub(crate) fn csidriver_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn csinode_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Drivers",
-            "integer",
-            "Drivers indicates the number of CSI drivers registered on the node",
-        ),
+        text("Drivers", "integer", "Drivers indicates the number of CSI drivers registered on the node"),
         Col::age(),
     ]
 }
@@ -424,19 +350,9 @@ pub(crate) fn volumeattachment_columns() -> Vec<Col> {
     vec![
         Col::name(),
         doc("Attacher", "string", VA_SPEC, "attacher").format("name"),
-        doc(
-            "PV",
-            "string",
-            "io.k8s.api.storage.v1.VolumeAttachmentSource",
-            "persistentVolumeName",
-        ),
+        doc("PV", "string", "io.k8s.api.storage.v1.VolumeAttachmentSource", "persistentVolumeName"),
         doc("Node", "string", VA_SPEC, "nodeName"),
-        doc(
-            "Attached",
-            "boolean",
-            "io.k8s.api.storage.v1.VolumeAttachmentStatus",
-            "attached",
-        ),
+        doc("Attached", "boolean", "io.k8s.api.storage.v1.VolumeAttachmentStatus", "attached"),
         Col::age(),
     ]
 }
@@ -496,12 +412,7 @@ pub(crate) fn csr_columns() -> Vec<Col> {
         doc("SignerName", "string", CSR_SPEC, "signerName"),
         doc("Requestor", "string", CSR_SPEC, "request"),
         doc("RequestedDuration", "string", CSR_SPEC, "expirationSeconds"),
-        doc(
-            "Condition",
-            "string",
-            "io.k8s.api.certificates.v1.CertificateSigningRequestStatus",
-            "conditions",
-        ),
+        doc("Condition", "string", "io.k8s.api.certificates.v1.CertificateSigningRequestStatus", "conditions"),
     ]
 }
 
@@ -526,10 +437,8 @@ fn csr_condition(obj: &Value) -> String {
 }
 
 pub(crate) fn csr_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    let duration = int_opt(obj, "spec.expirationSeconds").map_or_else(
-        || "<none>".to_string(),
-        |s| human_duration(chrono::Duration::seconds(s)),
-    );
+    let duration = int_opt(obj, "spec.expirationSeconds")
+        .map_or_else(|| "<none>".to_string(), |s| human_duration(chrono::Duration::seconds(s)));
     cells![
         name(obj),
         age(obj, now),
@@ -543,12 +452,7 @@ pub(crate) fn csr_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn ctb_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "SignerName",
-            "string",
-            "io.k8s.api.certificates.v1beta1.ClusterTrustBundleSpec",
-            "signerName",
-        ),
+        doc("SignerName", "string", "io.k8s.api.certificates.v1beta1.ClusterTrustBundleSpec", "signerName"),
     ]
 }
 
@@ -557,16 +461,7 @@ pub(crate) fn ctb_row(obj: &Value, _now: DateTime<Utc>) -> Row {
 }
 
 pub(crate) fn lease_columns() -> Vec<Col> {
-    vec![
-        Col::name(),
-        doc(
-            "Holder",
-            "string",
-            "io.k8s.api.coordination.v1.LeaseSpec",
-            "holderIdentity",
-        ),
-        Col::age(),
-    ]
+    vec![Col::name(), doc("Holder", "string", "io.k8s.api.coordination.v1.LeaseSpec", "holderIdentity"), Col::age()]
 }
 
 pub(crate) fn lease_row(obj: &Value, now: DateTime<Utc>) -> Row {
@@ -576,12 +471,7 @@ pub(crate) fn lease_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn leasecandidate_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "LeaseName",
-            "string",
-            "io.k8s.api.coordination.v1beta1.LeaseCandidateSpec",
-            "leaseName",
-        ),
+        doc("LeaseName", "string", "io.k8s.api.coordination.v1beta1.LeaseCandidateSpec", "leaseName"),
         // Upstream looks these up in ObjectMeta's docs: "".
         doc("BinaryVersion", "string", META, "binaryVersion"),
         doc("EmulationVersion", "string", META, "emulationVersion"),
@@ -605,11 +495,7 @@ pub(crate) fn leasecandidate_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn webhook_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Webhooks",
-            "integer",
-            "Webhooks indicates the number of webhooks registered in this configuration",
-        ),
+        text("Webhooks", "integer", "Webhooks indicates the number of webhooks registered in this configuration"),
         Col::age(),
     ]
 }
@@ -636,11 +522,7 @@ pub(crate) fn vap_columns() -> Vec<Col> {
 pub(crate) fn map_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "Mutations",
-            "integer",
-            "Mutation indicates the number of mutations rules defined in this configuration",
-        ),
+        text("Mutations", "integer", "Mutation indicates the number of mutations rules defined in this configuration"),
         text("ParamKind", "string", PARAM_KIND_DESC),
         Col::age(),
     ]
@@ -654,36 +536,18 @@ fn param_kind(obj: &Value) -> String {
 }
 
 pub(crate) fn vap_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    cells![
-        name(obj),
-        list(obj, "spec.validations").len() as i64,
-        param_kind(obj),
-        age(obj, now)
-    ]
+    cells![name(obj), list(obj, "spec.validations").len() as i64, param_kind(obj), age(obj, now)]
 }
 
 pub(crate) fn map_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    cells![
-        name(obj),
-        list(obj, "spec.mutations").len() as i64,
-        param_kind(obj),
-        age(obj, now)
-    ]
+    cells![name(obj), list(obj, "spec.mutations").len() as i64, param_kind(obj), age(obj, now)]
 }
 
 pub(crate) fn policybinding_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "PolicyName",
-            "string",
-            "PolicyName indicates the policy definition which the policy binding binded to",
-        ),
-        text(
-            "ParamRef",
-            "string",
-            "ParamRef indicates the param resource which sets the configration param",
-        ),
+        text("PolicyName", "string", "PolicyName indicates the policy definition which the policy binding binded to"),
+        text("ParamRef", "string", "ParamRef indicates the param resource which sets the configration param"),
         Col::age(),
     ]
 }
@@ -711,29 +575,18 @@ pub(crate) fn policybinding_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn flowschema_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "PriorityLevel",
-            "string",
-            "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationReference",
-            "name",
-        ),
+        doc("PriorityLevel", "string", "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationReference", "name"),
         doc("MatchingPrecedence", "string", FS_SPEC, "matchingPrecedence"),
         doc("DistinguisherMethod", "string", FS_SPEC, "distinguisherMethod"),
         Col::age(),
-        text(
-            "MissingPL",
-            "string",
-            "references a broken or non-existent PriorityLevelConfiguration",
-        ),
+        text("MissingPL", "string", "references a broken or non-existent PriorityLevelConfiguration"),
     ]
 }
 
 pub(crate) fn flowschema_row(obj: &Value, now: DateTime<Utc>) -> Row {
     let distinguisher = at(obj, "spec.distinguisherMethod").map_or("<none>", |d| st(d, "type"));
-    let missing = list(obj, "status.conditions")
-        .iter()
-        .find(|c| st(c, "type") == "Dangling")
-        .map_or("?", |c| st(c, "status"));
+    let missing =
+        list(obj, "status.conditions").iter().find(|c| st(c, "type") == "Dangling").map_or("?", |c| st(c, "status"));
     cells![
         name(obj),
         st(obj, "spec.priorityLevelConfiguration.name"),
@@ -747,12 +600,7 @@ pub(crate) fn flowschema_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn plc_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        doc(
-            "Type",
-            "string",
-            "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec",
-            "type",
-        ),
+        doc("Type", "string", "io.k8s.api.flowcontrol.v1.PriorityLevelConfigurationSpec", "type"),
         doc(
             "NominalConcurrencyShares",
             "string",
@@ -795,11 +643,7 @@ pub(crate) fn name_age_row(obj: &Value, now: DateTime<Utc>) -> Row {
 pub(crate) fn resourceclaim_columns() -> Vec<Col> {
     vec![
         Col::name(),
-        text(
-            "State",
-            "string",
-            "A summary of the current state (allocated, pending, reserved, etc.).",
-        ),
+        text("State", "string", "A summary of the current state (allocated, pending, reserved, etc.)."),
         Col::age(),
     ]
 }
@@ -834,13 +678,7 @@ pub(crate) fn resourceslice_columns() -> Vec<Col> {
 }
 
 pub(crate) fn resourceslice_row(obj: &Value, now: DateTime<Utc>) -> Row {
-    cells![
-        name(obj),
-        st(obj, "spec.nodeName"),
-        st(obj, "spec.driver"),
-        st(obj, "spec.pool.name"),
-        age(obj, now)
-    ]
+    cells![name(obj), st(obj, "spec.nodeName"), st(obj, "spec.driver"), st(obj, "spec.pool.name"), age(obj, now)]
 }
 
 #[cfg(test)]
@@ -866,18 +704,12 @@ mod tests {
             ]
         );
         let bare = json!({"metadata": {"name": "x"}, "spec": {"rules": [{}]}});
-        assert_eq!(
-            ingress_row(&bare, now()).cells[1..5],
-            [json!("<none>"), json!("*"), json!(""), json!("80")]
-        );
+        assert_eq!(ingress_row(&bare, now()).cells[1..5], [json!("<none>"), json!("*"), json!(""), json!("80")]);
         let ic = json!({"metadata": {"name": "nginx"}, "spec": {"controller": "k8s.io/ingress-nginx",
             "parameters": {"apiGroup": "k8s.example.com", "kind": "IngressParameters", "name": "p"}}});
         assert_eq!(
             ingressclass_row(&ic, now()).cells[1..3],
-            [
-                json!("k8s.io/ingress-nginx"),
-                json!("IngressParameters.k8s.example.com/p")
-            ]
+            [json!("k8s.io/ingress-nginx"), json!("IngressParameters.k8s.example.com/p")]
         );
     }
 
@@ -888,17 +720,10 @@ mod tests {
             "endpoints": [{"addresses": ["10.0.0.1"]}, {"addresses": ["10.0.0.2", "10.0.0.3", "10.0.0.4"]}]});
         assert_eq!(
             endpointslice_row(&es, now()).cells[1..4],
-            [
-                json!("IPv4"),
-                json!("80,dns,* + 1 more..."),
-                json!("10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...")
-            ]
+            [json!("IPv4"), json!("80,dns,* + 1 more..."), json!("10.0.0.1,10.0.0.2,10.0.0.3 + 1 more...")]
         );
         let empty = json!({"addressType": "IPv6"});
-        assert_eq!(
-            endpointslice_row(&empty, now()).cells[2..4],
-            [json!("<unset>"), json!("<unset>")]
-        );
+        assert_eq!(endpointslice_row(&empty, now()).cells[2..4], [json!("<unset>"), json!("<unset>")]);
     }
 
     #[test]
@@ -925,10 +750,7 @@ mod tests {
         assert_eq!(networkpolicy_row(&np, now()).cells[1], "app=web");
 
         let vapb = json!({"metadata": {"name": "b"}, "spec": {"policyName": "p", "paramRef": {"name": "cfg"}}});
-        assert_eq!(
-            policybinding_row(&vapb, now()).cells[1..3],
-            [json!("p"), json!("*/cfg")]
-        );
+        assert_eq!(policybinding_row(&vapb, now()).cells[1..3], [json!("p"), json!("*/cfg")]);
         let vapb = json!({"spec": {"policyName": "p", "paramRef": {"name": "cfg", "namespace": "ns"}}});
         assert_eq!(policybinding_row(&vapb, now()).cells[2], "ns/cfg");
         assert_eq!(policybinding_row(&json!({"spec": {}}), now()).cells[2], "<unset>");
@@ -958,14 +780,7 @@ mod tests {
             {"audience": "b"}], "volumeLifecycleModes": ["Persistent", "Ephemeral"]}});
         assert_eq!(
             csidriver_row(&d, now()).cells[1..7],
-            [
-                json!(true),
-                json!(false),
-                json!(false),
-                json!("a,b"),
-                json!(false),
-                json!("Persistent,Ephemeral")
-            ]
+            [json!(true), json!(false), json!(false), json!("a,b"), json!(false), json!("Persistent,Ephemeral")]
         );
         assert_eq!(csidriver_row(&json!({}), now()).cells[4], "<unset>");
         assert_eq!(csidriver_row(&json!({}), now()).cells[6], "<none>");
@@ -1001,19 +816,11 @@ mod tests {
             "status": {"conditions": [{"type": "Approved", "status": "True"}], "certificate": "LS0t"}});
         assert_eq!(
             csr_row(&csr, now()).cells[2..6],
-            [
-                json!("kubernetes.io/kube-apiserver-client"),
-                json!("alice"),
-                json!("24h"),
-                json!("Approved,Issued")
-            ]
+            [json!("kubernetes.io/kube-apiserver-client"), json!("alice"), json!("24h"), json!("Approved,Issued")]
         );
         let denied = json!({"status": {"conditions": [{"type": "Approved"}, {"type": "Denied"}, {"type": "Failed"}]}});
         assert_eq!(csr_condition(&denied), "Denied,Failed");
-        assert_eq!(
-            csr_row(&json!({}), now()).cells[4..6],
-            [json!("<none>"), json!("Pending")]
-        );
+        assert_eq!(csr_row(&json!({}), now()).cells[4..6], [json!("<none>"), json!("Pending")]);
 
         let lease = json!({"metadata": {"name": "n1"}, "spec": {"holderIdentity": "n1"}});
         assert_eq!(lease_row(&lease, now()).cells[1], "n1");
@@ -1021,10 +828,7 @@ mod tests {
         let ip = json!({"metadata": {"name": "10.96.0.1", "creationTimestamp": "2025-06-01T11:00:00Z"},
             "spec": {"parentRef": {"group": "", "resource": "services", "namespace": "default", "name": "kubernetes"}}});
         let row = ipaddress_row(&ip, now());
-        assert_eq!(
-            row.cells,
-            vec![json!("10.96.0.1"), json!("services/default/kubernetes"), json!("60m")]
-        );
+        assert_eq!(row.cells, vec![json!("10.96.0.1"), json!("services/default/kubernetes"), json!("60m")]);
         assert_eq!(ipaddress_columns().len(), 2);
         let cidr = json!({"metadata": {"name": "kubernetes"}, "spec": {"cidrs": ["10.96.0.0/12", "fd00::/108"]}});
         assert_eq!(servicecidr_row(&cidr, now()).cells[1], "10.96.0.0/12,fd00::/108");
@@ -1035,10 +839,7 @@ mod tests {
         let plc = json!({"metadata": {"name": "workload-low"}, "spec": {"type": "Limited", "limited": {
             "nominalConcurrencyShares": 100, "limitResponse": {"type": "Queue",
                 "queuing": {"queues": 128, "handSize": 6, "queueLengthLimit": 50}}}}});
-        assert_eq!(
-            plc_row(&plc, now()).cells[1..6],
-            [json!("Limited"), json!(100), json!(128), json!(6), json!(50)]
-        );
+        assert_eq!(plc_row(&plc, now()).cells[1..6], [json!("Limited"), json!(100), json!(128), json!(6), json!(50)]);
         let exempt = json!({"metadata": {"name": "exempt"}, "spec": {"type": "Exempt"}});
         assert_eq!(
             plc_row(&exempt, now()).cells[2..6],

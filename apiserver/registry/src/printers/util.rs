@@ -98,11 +98,7 @@ pub(crate) fn int_or_string(v: &Value) -> String {
 pub(crate) fn format_labels(map: Option<&Value>) -> String {
     let mut pairs: Vec<String> = map
         .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect()
-        })
+        .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect())
         .unwrap_or_default();
     if pairs.is_empty() {
         return "<none>".to_string();
@@ -177,8 +173,7 @@ fn valid_label_name(s: &str) -> bool {
         && b.len() <= 63
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'))
 }
 
 fn valid_dns_subdomain(s: &str) -> bool {
@@ -189,8 +184,7 @@ fn valid_dns_subdomain(s: &str) -> bool {
             !b.is_empty()
                 && b[0].is_ascii_alphanumeric()
                 && b[b.len() - 1].is_ascii_alphanumeric()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         })
 }
 
@@ -233,11 +227,7 @@ pub(crate) fn bool_ptr(v: Option<bool>) -> String {
 
 /// `net.JoinHostPort`: IPv6 hosts are bracketed.
 pub(crate) fn join_host_port(host: &str, port: i64) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") }
 }
 
 /// Load-balancer ingress points (IP, else hostname), de-duplicated and sorted.
@@ -271,10 +261,7 @@ mod tests {
 
     #[test]
     fn labels_are_sorted_and_none_when_empty() {
-        assert_eq!(
-            format_labels(Some(&json!({"tier": "fe", "app": "web"}))),
-            "app=web,tier=fe"
-        );
+        assert_eq!(format_labels(Some(&json!({"tier": "fe", "app": "web"}))), "app=web,tier=fe");
         assert_eq!(format_labels(Some(&json!({}))), "<none>");
         assert_eq!(format_labels(None), "<none>");
     }
@@ -290,20 +277,14 @@ mod tests {
                 {"key": "zone", "operator": "NotIn", "values": ["a"]}
             ]
         });
-        assert_eq!(
-            format_label_selector(Some(&sel)),
-            "app=web,!canary,env,tier in (be,fe),zone notin (a)"
-        );
+        assert_eq!(format_label_selector(Some(&sel)), "app=web,!canary,env,tier in (be,fe),zone notin (a)");
         assert_eq!(format_label_selector(Some(&json!({}))), "<none>");
         assert_eq!(format_label_selector(None), "<none>");
         let bad = json!({"matchExpressions": [{"key": "a", "operator": "In", "values": []}]});
         assert_eq!(format_label_selector(Some(&bad)), "<error>");
         let bad_key = json!({"matchLabels": {"-x": "y"}});
         assert_eq!(format_label_selector(Some(&bad_key)), "<error>");
-        assert_eq!(
-            selector_string(Some(&json!({"matchLabels": {"k8s.io/app": "x"}}))),
-            Ok("k8s.io/app=x".into())
-        );
+        assert_eq!(selector_string(Some(&json!({"matchLabels": {"k8s.io/app": "x"}}))), Ok("k8s.io/app=x".into()));
     }
 
     #[test]

@@ -56,11 +56,7 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
             "Deployment" | "ReplicaSet" | "DaemonSet" | "StatefulSet"
                 if at(spec, &["selector"]) != at(ospec, &["selector"]) =>
             {
-                errs.push(invalid_go(
-                    "spec.selector",
-                    &go_label_selector(at(spec, &["selector"])),
-                    IMMUTABLE,
-                ));
+                errs.push(invalid_go("spec.selector", &go_label_selector(at(spec, &["selector"])), IMMUTABLE));
             }
             "ControllerRevision" if at(obj, &["data"]) != at(old, &["data"]) => {
                 errs.push(FieldError::invalid("data", Value::Null, IMMUTABLE));
@@ -110,11 +106,7 @@ fn workload_common(spec: &Value, what: &str, has_replicas: bool, errs: &mut Vec<
     validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" && ["Always", "OnFailure", "Never"].contains(&rp) {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            Value::from(rp),
-            &["Always"],
-        ));
+        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));
     }
     if at(tmpl, &["spec", "activeDeadlineSeconds"]).is_some() {
         let label = match what {
@@ -143,10 +135,8 @@ fn validate_deployment_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
             }
         }
         "RollingUpdate" => match ru {
-            None => errs.push(FieldError::required(
-                "spec.strategy.rollingUpdate",
-                "this should be defaulted and never be nil",
-            )),
+            None => errs
+                .push(FieldError::required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil")),
             Some(ru) => {
                 let p = "spec.strategy.rollingUpdate";
                 let (mu, ms) = (ru.get("maxUnavailable"), ru.get("maxSurge"));
@@ -194,10 +184,7 @@ fn validate_daemonset_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
                     "may not be set when maxUnavailable is non-zero",
                 ));
             } else if !has_unavailable && !has_surge {
-                errs.push(FieldError::required(
-                    format!("{p}.maxUnavailable"),
-                    "cannot be 0 when maxSurge is 0",
-                ));
+                errs.push(FieldError::required(format!("{p}.maxUnavailable"), "cannot be 0 when maxSurge is 0"));
             }
         }
         other => errs.push(FieldError::not_supported(
@@ -231,12 +218,7 @@ fn validate_statefulset_spec(spec: &Value, errs: &mut Vec<FieldError>) {
             }
         }
         "RollingUpdate" => {
-            nonnegative(
-                strategy,
-                &["rollingUpdate", "partition"],
-                "spec.updateStrategy.rollingUpdate.partition",
-                errs,
-            );
+            nonnegative(strategy, &["rollingUpdate", "partition"], "spec.updateStrategy.rollingUpdate.partition", errs);
         }
         _ => errs.push(FieldError::invalid(
             "spec.updateStrategy",
@@ -313,13 +295,7 @@ pub(super) fn validate_deployment_status(status: &Value, errs: &mut Vec<FieldErr
 
 /// Counts shared by ReplicaSet, StatefulSet, ReplicationController and Deployment status.
 pub(super) fn validate_replicas_status(status: &Value, errs: &mut Vec<FieldError>) {
-    for key in [
-        "replicas",
-        "fullyLabeledReplicas",
-        "readyReplicas",
-        "availableReplicas",
-        "observedGeneration",
-    ] {
+    for key in ["replicas", "fullyLabeledReplicas", "readyReplicas", "availableReplicas", "observedGeneration"] {
         nonnegative(status, &[key], &format!("status.{key}"), errs);
     }
     let replicas = int_at(status, &["replicas"]).unwrap_or(0);

@@ -22,24 +22,14 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
                 let ospec = old.get("spec").unwrap_or(&Value::Null);
                 immutable(spec, ospec, &["completions"], "spec.completions", errs);
                 if at(spec, &["selector"]) != at(ospec, &["selector"]) {
-                    errs.push(invalid_go(
-                        "spec.selector",
-                        &go_label_selector(at(spec, &["selector"])),
-                        IMMUTABLE,
-                    ));
+                    errs.push(invalid_go("spec.selector", &go_label_selector(at(spec, &["selector"])), IMMUTABLE));
                 }
                 if at(spec, &["template"]) != at(ospec, &["template"]) {
                     errs.push(invalid_go("spec.template", "core.PodTemplateSpec{...}", IMMUTABLE));
                 }
                 immutable(spec, ospec, &["completionMode"], "spec.completionMode", errs);
                 immutable(spec, ospec, &["podFailurePolicy"], "spec.podFailurePolicy", errs);
-                immutable(
-                    spec,
-                    ospec,
-                    &["backoffLimitPerIndex"],
-                    "spec.backoffLimitPerIndex",
-                    errs,
-                );
+                immutable(spec, ospec, &["backoffLimitPerIndex"], "spec.backoffLimitPerIndex", errs);
                 immutable(spec, ospec, &["managedBy"], "spec.managedBy", errs);
             }
         }
@@ -50,28 +40,13 @@ pub(super) fn validate(kind: &str, obj: &Value, old: Option<&Value>, errs: &mut 
 
 /// `validateJobSpec`; `selector_required` is false inside a CronJob's jobTemplate.
 fn validate_job_spec(spec: &Value, path: &str, selector_required: bool, errs: &mut Vec<FieldError>) {
-    for key in [
-        "parallelism",
-        "completions",
-        "activeDeadlineSeconds",
-        "backoffLimit",
-        "ttlSecondsAfterFinished",
-    ] {
+    for key in ["parallelism", "completions", "activeDeadlineSeconds", "backoffLimit", "ttlSecondsAfterFinished"] {
         nonnegative(spec, &[key], &format!("{path}.{key}"), errs);
     }
     let mode_path = format!("{path}.completionMode");
-    enum_field(
-        spec.get("completionMode"),
-        &mode_path,
-        &["NonIndexed", "Indexed"],
-        false,
-        errs,
-    );
+    enum_field(spec.get("completionMode"), &mode_path, &["NonIndexed", "Indexed"], false, errs);
     if str_at(spec, &["completionMode"]) == "Indexed" && int_at(spec, &["completions"]).is_none() {
-        errs.push(FieldError::required(
-            format!("{path}.completions"),
-            "when completion mode is Indexed",
-        ));
+        errs.push(FieldError::required(format!("{path}.completions"), "when completion mode is Indexed"));
     }
     enum_field(
         spec.get("podReplacementPolicy"),
@@ -134,11 +109,7 @@ fn validate_generated_selector(obj: &Value, errs: &mut Vec<FieldError>) {
     }
     let expected = serde_json::json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}});
     if sel != &expected {
-        errs.push(invalid_go(
-            "spec.selector",
-            &go_label_selector(Some(sel)),
-            "`selector` not auto-generated",
-        ));
+        errs.push(invalid_go("spec.selector", &go_label_selector(Some(sel)), "`selector` not auto-generated"));
     }
 }
 
@@ -151,11 +122,7 @@ pub(super) fn validate_job_status(status: &Value, errs: &mut Vec<FieldError>) {
 fn validate_cronjob(obj: &Value, errs: &mut Vec<FieldError>) {
     let name = str_at(obj, &["metadata", "name"]);
     if name.len() > 52 {
-        errs.push(FieldError::invalid(
-            "metadata.name",
-            Value::from(name),
-            "must be no more than 52 characters",
-        ));
+        errs.push(FieldError::invalid("metadata.name", Value::from(name), "must be no more than 52 characters"));
     }
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let schedule = str_at(spec, &["schedule"]);
@@ -176,24 +143,10 @@ fn validate_cronjob(obj: &Value, errs: &mut Vec<FieldError>) {
     if let Some(tz) = spec.get("timeZone").and_then(Value::as_str)
         && (tz.is_empty() || tz.contains(' ') || tz.starts_with('/') || tz.contains(".."))
     {
-        errs.push(FieldError::invalid(
-            "spec.timeZone",
-            Value::from(tz),
-            "unknown time zone",
-        ));
+        errs.push(FieldError::invalid("spec.timeZone", Value::from(tz), "unknown time zone"));
     }
-    enum_field(
-        spec.get("concurrencyPolicy"),
-        "spec.concurrencyPolicy",
-        &["Allow", "Forbid", "Replace"],
-        true,
-        errs,
-    );
-    for key in [
-        "startingDeadlineSeconds",
-        "successfulJobsHistoryLimit",
-        "failedJobsHistoryLimit",
-    ] {
+    enum_field(spec.get("concurrencyPolicy"), "spec.concurrencyPolicy", &["Allow", "Forbid", "Replace"], true, errs);
+    for key in ["startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
         nonnegative(spec, &[key], &format!("spec.{key}"), errs);
     }
     let jt = spec.get("jobTemplate").unwrap_or(&Value::Null);
@@ -232,23 +185,12 @@ pub(crate) fn parse_cron(s: &str) -> Result<(), String> {
     }
     let fields: Vec<&str> = s.split_whitespace().collect();
     if fields.len() != 5 {
-        return Err(format!(
-            "expected exactly 5 fields, found {}: [{}]",
-            fields.len(),
-            fields.join(" ")
-        ));
+        return Err(format!("expected exactly 5 fields, found {}: [{}]", fields.len(), fields.join(" ")));
     }
-    const MONTHS: &[&str] = &[
-        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
-    ];
+    const MONTHS: &[&str] = &["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
     const DAYS: &[&str] = &["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
-    let bounds: [(u32, u32, &[&str], u32); 5] = [
-        (0, 59, &[], 0),
-        (0, 23, &[], 0),
-        (1, 31, &[], 0),
-        (1, 12, MONTHS, 1),
-        (0, 6, DAYS, 0),
-    ];
+    let bounds: [(u32, u32, &[&str], u32); 5] =
+        [(0, 59, &[], 0), (0, 23, &[], 0), (1, 31, &[], 0), (1, 12, MONTHS, 1), (0, 6, DAYS, 0)];
     for (field, (min, max, names, base)) in fields.iter().zip(bounds) {
         for expr in field.split(',') {
             parse_cron_range(expr, min, max, names, base)?;
@@ -263,9 +205,7 @@ fn parse_cron_range(expr: &str, min: u32, max: u32, names: &[&str], base: u32) -
             return Ok(i as u32 + base);
         }
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!(
-                "failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax"
-            ));
+            return Err(format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: invalid syntax"));
         }
         s.parse::<u32>()
             .map_err(|_| format!("failed to parse int from {s}: strconv.Atoi: parsing {s:?}: value out of range"))
@@ -297,9 +237,7 @@ fn parse_cron_range(expr: &str, min: u32, max: u32, names: &[&str], base: u32) -
         return Err(format!("end of range ({end}) above maximum ({max}): {expr}"));
     }
     if start > end {
-        return Err(format!(
-            "beginning of range ({start}) beyond end of range ({end}): {expr}"
-        ));
+        return Err(format!("beginning of range ({start}) beyond end of range ({end}): {expr}"));
     }
     Ok(())
 }
@@ -354,19 +292,9 @@ mod tests {
         assert!(parse_cron("*/5 * * * *").is_ok());
         assert!(parse_cron("0 0 1-15 jan,FEB mon-fri").is_ok());
         assert!(parse_cron("@hourly").is_ok());
-        assert_eq!(
-            parse_cron("* * *").unwrap_err(),
-            "expected exactly 5 fields, found 3: [* * *]"
-        );
-        assert_eq!(
-            parse_cron("61 * * * *").unwrap_err(),
-            "end of range (61) above maximum (59): 61"
-        );
-        assert!(
-            parse_cron("x * * * *")
-                .unwrap_err()
-                .starts_with("failed to parse int from x")
-        );
+        assert_eq!(parse_cron("* * *").unwrap_err(), "expected exactly 5 fields, found 3: [* * *]");
+        assert_eq!(parse_cron("61 * * * *").unwrap_err(), "end of range (61) above maximum (59): 61");
+        assert!(parse_cron("x * * * *").unwrap_err().starts_with("failed to parse int from x"));
         let cj = json!({"metadata":{"name":"c"},"spec":{"schedule":"bad","concurrencyPolicy":"Allow",
             "jobTemplate":{"spec":{"template":{"spec":{"containers":[{"name":"c","image":"i","imagePullPolicy":"Always","terminationMessagePolicy":"File"}],
               "restartPolicy":"OnFailure","dnsPolicy":"ClusterFirst"}}}}}});

@@ -54,11 +54,7 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
                 let trimmed = name.strip_suffix('.').unwrap_or(name);
                 let msgs = is_dns1123_subdomain(trimmed);
                 if !msgs.is_empty() {
-                    errs.push(FieldError::invalid(
-                        "spec.externalName",
-                        Value::from(trimmed),
-                        msgs.join(","),
-                    ));
+                    errs.push(FieldError::invalid("spec.externalName", Value::from(trimmed), msgs.join(",")));
                 } else if !trimmed.contains('.') {
                     errs.push(FieldError::invalid(
                         "spec.externalName",
@@ -98,13 +94,7 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
         for m in is_valid_port_num(port) {
             errs.push(FieldError::invalid(format!("{pp}.port"), Value::from(port), m));
         }
-        enum_field(
-            p.get("protocol"),
-            &format!("{pp}.protocol"),
-            &["SCTP", "TCP", "UDP"],
-            true,
-            errs,
-        );
+        enum_field(p.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
         if let Some(tp) = at(p, &["targetPort"])
             && (!headless || tp != &Value::from(0))
         {
@@ -116,12 +106,7 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
                 "core.ServicePort{{Name:\"\", Protocol:{}, AppProtocol:(*string)(nil), Port:{port}, TargetPort:intstr.IntOrString{{Type:0, IntVal:0, StrVal:\"\"}}, NodePort:0}}",
                 go_quote(proto)
             );
-            errs.push(FieldError::new(
-                crate::status::FieldErrorType::Duplicate,
-                pp.clone(),
-                None,
-                go,
-            ));
+            errs.push(FieldError::new(crate::status::FieldErrorType::Duplicate, pp.clone(), None, go));
         }
         if let Some(np) = int_at(p, &["nodePort"]).filter(|n| *n != 0) {
             if ty == "ClusterIP" || ty == "ExternalName" {
@@ -156,30 +141,16 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
         && !cip.is_empty()
         && first != cip
     {
-        errs.push(FieldError::invalid(
-            "spec.clusterIPs[0]",
-            Value::from(first),
-            "must match `clusterIP` when set",
-        ));
+        errs.push(FieldError::invalid("spec.clusterIPs[0]", Value::from(first), "must match `clusterIP` when set"));
     }
     for (i, ip) in arr_at(spec, &["externalIPs"]).iter().enumerate() {
         let ip = ip.as_str().unwrap_or("");
         for m in is_valid_ip(ip) {
-            errs.push(FieldError::invalid(
-                format!("spec.externalIPs[{i}]"),
-                Value::from(ip),
-                m,
-            ));
+            errs.push(FieldError::invalid(format!("spec.externalIPs[{i}]"), Value::from(ip), m));
         }
     }
     validate_labels(spec.get("selector"), "spec.selector", errs);
-    enum_field(
-        spec.get("sessionAffinity"),
-        "spec.sessionAffinity",
-        &["ClientIP", "None"],
-        ty != "ExternalName",
-        errs,
-    );
+    enum_field(spec.get("sessionAffinity"), "spec.sessionAffinity", &["ClientIP", "None"], ty != "ExternalName", errs);
     let external = ty == "NodePort" || ty == "LoadBalancer" || !arr_at(spec, &["externalIPs"]).is_empty();
     let etp = spec.get("externalTrafficPolicy");
     if external {
@@ -192,13 +163,7 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
         ));
     }
     if ty != "ExternalName" {
-        enum_field(
-            spec.get("internalTrafficPolicy"),
-            "spec.internalTrafficPolicy",
-            &["Cluster", "Local"],
-            false,
-            errs,
-        );
+        enum_field(spec.get("internalTrafficPolicy"), "spec.internalTrafficPolicy", &["Cluster", "Local"], false, errs);
     }
     enum_field(
         spec.get("ipFamilyPolicy"),
@@ -229,11 +194,7 @@ pub(super) fn validate_service_status(status: &Value, errs: &mut Vec<FieldError>
         let ip = str_at(ing, &["ip"]);
         if !ip.is_empty() {
             for m in is_valid_ip(ip) {
-                errs.push(FieldError::invalid(
-                    format!("status.loadBalancer.ingress[{i}].ip"),
-                    Value::from(ip),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("status.loadBalancer.ingress[{i}].ip"), Value::from(ip), m));
             }
         }
     }
@@ -243,9 +204,8 @@ pub(super) fn validate_service_status(status: &Value, errs: &mut Vec<FieldError>
 
 fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let mut total = 0usize;
-    let binary_keys: HashSet<&str> = obj_at(obj, &["binaryData"])
-        .map(|m| m.keys().map(String::as_str).collect())
-        .unwrap_or_default();
+    let binary_keys: HashSet<&str> =
+        obj_at(obj, &["binaryData"]).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
     if let Some(data) = obj_at(obj, &["data"]) {
         for (k, v) in data {
             for m in is_config_map_key(k) {
@@ -264,11 +224,7 @@ fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
     if let Some(data) = obj_at(obj, &["binaryData"]) {
         for (k, v) in data {
             for m in is_config_map_key(k) {
-                errs.push(FieldError::invalid(
-                    format!("binaryData[{k}]"),
-                    Value::from(k.as_str()),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("binaryData[{k}]"), Value::from(k.as_str()), m));
             }
             total += decoded_len(v.as_str().unwrap_or(""));
         }
@@ -287,10 +243,7 @@ fn immutable_data(new: &Value, old: &Value, keys: &[&str], errs: &mut Vec<FieldE
         return;
     }
     if new.get("immutable").and_then(Value::as_bool) != Some(true) {
-        errs.push(FieldError::forbidden(
-            "immutable",
-            "field is immutable when `immutable` is set",
-        ));
+        errs.push(FieldError::forbidden("immutable", "field is immutable when `immutable` is set"));
     }
     for k in keys {
         let empty = |v: Option<&Value>| v.is_none_or(|v| v.as_object().is_some_and(|m| m.is_empty()));
@@ -326,10 +279,7 @@ fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>)
         "kubernetes.io/service-account-token"
             if str_at(obj, &["metadata", "annotations", "kubernetes.io/service-account.name"]).is_empty() =>
         {
-            errs.push(FieldError::required(
-                "metadata.annotations[kubernetes.io/service-account.name]",
-                "",
-            ));
+            errs.push(FieldError::required("metadata.annotations[kubernetes.io/service-account.name]", ""));
         }
         "kubernetes.io/dockercfg" if !has(".dockercfg") => errs.push(FieldError::required("data[.dockercfg]", "")),
         "kubernetes.io/dockerconfigjson" if !has(".dockerconfigjson") => {
@@ -422,19 +372,12 @@ const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce"
 fn validate_access_modes(spec: &Value, errs: &mut Vec<FieldError>) {
     let modes = arr_at(spec, &["accessModes"]);
     if modes.is_empty() {
-        errs.push(FieldError::required(
-            "spec.accessModes",
-            "at least 1 access mode is required",
-        ));
+        errs.push(FieldError::required("spec.accessModes", "at least 1 access mode is required"));
     }
     for m in modes {
         let s = m.as_str().unwrap_or("");
         if !ACCESS_MODES.contains(&s) {
-            errs.push(FieldError::not_supported(
-                "spec.accessModes",
-                Value::from(s),
-                ACCESS_MODES,
-            ));
+            errs.push(FieldError::not_supported("spec.accessModes", Value::from(s), ACCESS_MODES));
         }
     }
 }
@@ -458,13 +401,7 @@ fn validate_pvc(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             Some(_) => {}
         },
     }
-    enum_field(
-        spec.get("volumeMode"),
-        "spec.volumeMode",
-        &["Block", "Filesystem"],
-        false,
-        errs,
-    );
+    enum_field(spec.get("volumeMode"), "spec.volumeMode", &["Block", "Filesystem"], false, errs);
     if let Some(sel) = spec.get("selector").filter(|s| s.is_object()) {
         super::validate_label_selector(sel, "spec.selector", errs);
     }
@@ -483,11 +420,7 @@ fn validate_pvc(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
             s
         };
         // Binding may set volumeName once.
-        let carry = if str_at(ospec, &["volumeName"]).is_empty() {
-            spec.get("volumeName")
-        } else {
-            None
-        };
+        let carry = if str_at(ospec, &["volumeName"]).is_empty() { spec.get("volumeName") } else { None };
         if strip(spec, None) != strip(ospec, carry) {
             errs.push(FieldError::forbidden(
                 "spec",
@@ -538,13 +471,7 @@ fn validate_pv(obj: &Value, errs: &mut Vec<FieldError>) {
         false,
         errs,
     );
-    enum_field(
-        spec.get("volumeMode"),
-        "spec.volumeMode",
-        &["Block", "Filesystem"],
-        false,
-        errs,
-    );
+    enum_field(spec.get("volumeMode"), "spec.volumeMode", &["Block", "Filesystem"], false, errs);
 }
 
 // ---- Endpoints / ReplicationController ------------------------------------------------------
@@ -555,11 +482,7 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
             for (j, a) in arr_at(subset, &[key]).iter().enumerate() {
                 let ip = str_at(a, &["ip"]);
                 for m in is_valid_ip(ip) {
-                    errs.push(FieldError::invalid(
-                        format!("subsets[{i}].{key}[{j}].ip"),
-                        Value::from(ip),
-                        m,
-                    ));
+                    errs.push(FieldError::invalid(format!("subsets[{i}].{key}[{j}].ip"), Value::from(ip), m));
                 }
             }
         }
@@ -578,13 +501,7 @@ fn validate_endpoints(obj: &Value, errs: &mut Vec<FieldError>) {
             for m in is_valid_port_num(port) {
                 errs.push(FieldError::invalid(format!("{pp}.port"), Value::from(port), m));
             }
-            enum_field(
-                p.get("protocol"),
-                &format!("{pp}.protocol"),
-                &["SCTP", "TCP", "UDP"],
-                true,
-                errs,
-            );
+            enum_field(p.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
         }
     }
 }
@@ -616,11 +533,7 @@ fn validate_rc(obj: &Value, errs: &mut Vec<FieldError>) {
     validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" {
-        errs.push(FieldError::not_supported(
-            "spec.template.spec.restartPolicy",
-            Value::from(rp),
-            &["Always"],
-        ));
+        errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));
     }
 }
 
@@ -642,10 +555,7 @@ mod tests {
     #[test]
     fn service_ports_required_unless_headless() {
         let base = json!({"type":"ClusterIP","sessionAffinity":"None","internalTrafficPolicy":"Cluster"});
-        assert_eq!(
-            run("Service", svc(base.clone()), None),
-            vec!["spec.ports: Required value"]
-        );
+        assert_eq!(run("Service", svc(base.clone()), None), vec!["spec.ports: Required value"]);
         let mut headless = base.clone();
         headless["clusterIP"] = json!("None");
         assert!(run("Service", svc(headless), None).is_empty());
@@ -667,10 +577,9 @@ mod tests {
 
     #[test]
     fn cluster_ip_may_not_change() {
-        let old = svc(
-            json!({"type":"ClusterIP","sessionAffinity":"None","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5"],
-            "ports":[{"port":80,"protocol":"TCP","targetPort":80}]}),
-        );
+        let old =
+            svc(json!({"type":"ClusterIP","sessionAffinity":"None","clusterIP":"10.96.0.5","clusterIPs":["10.96.0.5"],
+            "ports":[{"port":80,"protocol":"TCP","targetPort":80}]}));
         let mut new = old.clone();
         new["spec"]["clusterIP"] = json!("10.96.0.6");
         new["spec"]["clusterIPs"] = json!(["10.96.0.6"]);
@@ -701,10 +610,7 @@ mod tests {
     #[test]
     fn pvc_needs_storage_and_is_immutable() {
         let pvc = json!({"spec":{"accessModes":["ReadWriteOnce"]}});
-        assert_eq!(
-            run("PersistentVolumeClaim", pvc, None),
-            vec!["spec.resources[storage]: Required value"]
-        );
+        assert_eq!(run("PersistentVolumeClaim", pvc, None), vec!["spec.resources[storage]: Required value"]);
         let old = json!({"spec":{"accessModes":["ReadWriteOnce"],"resources":{"requests":{"storage":"1Gi"}}}});
         let mut new = old.clone();
         new["spec"]["resources"]["requests"]["storage"] = json!("2Gi");

@@ -24,10 +24,7 @@ pub(super) fn validate_object_meta(obj: &Value, rule: NameRule, cluster: Option<
     let name = str_at(m, &["name"]);
     if name.is_empty() {
         if rule != NameRule::None {
-            errs.push(FieldError::required(
-                "metadata.name",
-                "name or generateName is required",
-            ));
+            errs.push(FieldError::required("metadata.name", "name or generateName is required"));
         }
     } else {
         for msg in name_errors(rule, name, false) {
@@ -98,32 +95,16 @@ fn validate_owner_references(m: &Value, errs: &mut Vec<FieldError>) {
             ));
         }
         if kind.is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{field}.kind"),
-                Value::from(kind),
-                "kind must not be empty",
-            ));
+            errs.push(FieldError::invalid(format!("{field}.kind"), Value::from(kind), "kind must not be empty"));
         }
         if str_at(r, &["name"]).is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{field}.name"),
-                Value::from(""),
-                "name must not be empty",
-            ));
+            errs.push(FieldError::invalid(format!("{field}.name"), Value::from(""), "name must not be empty"));
         }
         if str_at(r, &["uid"]).is_empty() {
-            errs.push(FieldError::invalid(
-                format!("{field}.uid"),
-                Value::from(""),
-                "uid must not be empty",
-            ));
+            errs.push(FieldError::invalid(format!("{field}.uid"), Value::from(""), "uid must not be empty"));
         }
         if api_version == "v1" && kind == "Event" {
-            errs.push(FieldError::invalid(
-                field,
-                r.clone(),
-                "/v1, Kind=Event is disallowed from being an owner",
-            ));
+            errs.push(FieldError::invalid(field, r.clone(), "/v1, Kind=Event is disallowed from being an owner"));
         }
         if r.get("controller").and_then(Value::as_bool) == Some(true) {
             let cur = format!("{kind}/{}", str_at(r, &["name"]));
@@ -165,13 +146,8 @@ pub(super) fn validate_object_meta_update(new: &Value, old: &Value, errs: &mut V
     let nm = new.get("metadata").unwrap_or(&Value::Null);
     let om = old.get("metadata").unwrap_or(&Value::Null);
     if at(om, &["deletionTimestamp"]).is_some() {
-        let old_f: Vec<&str> = om
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let old_f: Vec<&str> =
+            om.get("finalizers").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
         let mut extra: Vec<&str> = nm
             .get("finalizers")
             .and_then(Value::as_array)
@@ -194,39 +170,17 @@ pub(super) fn validate_object_meta_update(new: &Value, old: &Value, errs: &mut V
         }
     }
     if str_at(nm, &["resourceVersion"]).is_empty() {
-        errs.push(FieldError::invalid(
-            "metadata.resourceVersion",
-            Value::from(""),
-            "must be specified for an update",
-        ));
+        errs.push(FieldError::invalid("metadata.resourceVersion", Value::from(""), "must be specified for an update"));
     }
-    let (ng, og) = (
-        int_at(nm, &["generation"]).unwrap_or(0),
-        int_at(om, &["generation"]).unwrap_or(0),
-    );
+    let (ng, og) = (int_at(nm, &["generation"]).unwrap_or(0), int_at(om, &["generation"]).unwrap_or(0));
     if ng < og {
-        errs.push(FieldError::invalid(
-            "metadata.generation",
-            Value::from(ng),
-            "must not be decremented",
-        ));
+        errs.push(FieldError::invalid("metadata.generation", Value::from(ng), "must not be decremented"));
     }
-    for key in [
-        "name",
-        "namespace",
-        "uid",
-        "creationTimestamp",
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-    ] {
+    for key in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"] {
         let (a, b) = (at(nm, &[key]), at(om, &[key]));
         let empty_str = |v: Option<&Value>| v.is_none() || v == Some(&Value::from(""));
         if a != b && !(empty_str(a) && empty_str(b)) {
-            errs.push(FieldError::invalid(
-                format!("metadata.{key}"),
-                a.cloned().unwrap_or(Value::from("")),
-                IMMUTABLE,
-            ));
+            errs.push(FieldError::invalid(format!("metadata.{key}"), a.cloned().unwrap_or(Value::from("")), IMMUTABLE));
         }
     }
     validate_common(nm, errs);
@@ -254,21 +208,13 @@ mod tests {
             ]
         );
         assert_eq!(
-            create(
-                json!({"metadata":{"name":"n","namespace":"x"}}),
-                NameRule::Subdomain,
-                Some(true)
-            ),
+            create(json!({"metadata":{"name":"n","namespace":"x"}}), NameRule::Subdomain, Some(true)),
             vec!["metadata.namespace: Forbidden: not allowed on this type"]
         );
         assert!(
-            create(
-                json!({"metadata":{"generateName":"web-","namespace":"d"}}),
-                NameRule::Subdomain,
-                Some(false)
-            )
-            .iter()
-            .all(|e| !e.starts_with("metadata.generateName"))
+            create(json!({"metadata":{"generateName":"web-","namespace":"d"}}), NameRule::Subdomain, Some(false))
+                .iter()
+                .all(|e| !e.starts_with("metadata.generateName"))
         );
     }
 
@@ -282,10 +228,7 @@ mod tests {
             NameRule::Subdomain,
             None,
         );
-        assert_eq!(
-            errs[0],
-            "metadata.annotations: Too long: may not be more than 262144 bytes"
-        );
+        assert_eq!(errs[0], "metadata.annotations: Too long: may not be more than 262144 bytes");
         assert!(errs[1].ends_with(
             "Only one reference can have Controller set to true. Found \"true\" in references for ReplicaSet/r and ReplicaSet/s"
         ));
@@ -298,9 +241,6 @@ mod tests {
         let mut errs = Vec::new();
         validate_object_meta_update(&new, &old, &mut errs);
         assert_eq!(errs.len(), 1);
-        assert_eq!(
-            errs[0].to_string(),
-            "metadata.uid: Invalid value: \"2\": field is immutable"
-        );
+        assert_eq!(errs[0].to_string(), "metadata.uid: Invalid value: \"2\": field is immutable");
     }
 }

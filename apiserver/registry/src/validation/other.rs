@@ -38,24 +38,16 @@ fn validate_ingress_backend(b: &Value, path: &str, errs: &mut Vec<FieldError>) {
     let svc = b.get("service").filter(|v| v.is_object());
     let res = b.get("resource").filter(|v| v.is_object());
     match (svc, res) {
-        (Some(_), Some(_)) => errs.push(FieldError::invalid(
-            path,
-            Value::from(""),
-            "cannot set both service and resource backends",
-        )),
-        (None, None) => errs.push(FieldError::invalid(
-            path,
-            Value::from(""),
-            "resource or service backend is required",
-        )),
+        (Some(_), Some(_)) => {
+            errs.push(FieldError::invalid(path, Value::from(""), "cannot set both service and resource backends"))
+        }
+        (None, None) => {
+            errs.push(FieldError::invalid(path, Value::from(""), "resource or service backend is required"))
+        }
         (Some(s), None) => {
             let name = str_at(s, &["name"]);
             for m in is_dns1035_label(name) {
-                errs.push(FieldError::invalid(
-                    format!("{path}.service.name"),
-                    Value::from(name),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("{path}.service.name"), Value::from(name), m));
             }
             let port = s.get("port").unwrap_or(&Value::Null);
             let pname = str_at(port, &["name"]);
@@ -135,10 +127,7 @@ fn validate_ingress(obj: &Value, errs: &mut Vec<FieldError>) {
             let pp = format!("{rp}.http.paths[{j}]");
             let path = str_at(p, &["path"]);
             match str_at(p, &["pathType"]) {
-                "" => errs.push(FieldError::required(
-                    format!("{pp}.pathType"),
-                    "pathType must be specified",
-                )),
+                "" => errs.push(FieldError::required(format!("{pp}.pathType"), "pathType must be specified")),
                 "Exact" | "Prefix" => {
                     if !path.starts_with('/') {
                         errs.push(FieldError::invalid(
@@ -171,11 +160,7 @@ fn validate_ingress(obj: &Value, errs: &mut Vec<FieldError>) {
             let h = h.as_str().unwrap_or("");
             let check = h.strip_prefix("*.").unwrap_or(h);
             for m in is_dns1123_subdomain(check) {
-                errs.push(FieldError::invalid(
-                    format!("spec.tls[{i}].hosts[{j}]"),
-                    Value::from(h),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("spec.tls[{i}].hosts[{j}]"), Value::from(h), m));
             }
         }
     }
@@ -183,19 +168,9 @@ fn validate_ingress(obj: &Value, errs: &mut Vec<FieldError>) {
 
 fn validate_network_policy(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
-    validate_label_selector(
-        spec.get("podSelector").unwrap_or(&Value::Null),
-        "spec.podSelector",
-        errs,
-    );
+    validate_label_selector(spec.get("podSelector").unwrap_or(&Value::Null), "spec.podSelector", errs);
     for (i, t) in arr_at(spec, &["policyTypes"]).iter().enumerate() {
-        enum_field(
-            Some(t),
-            &format!("spec.policyTypes[{i}]"),
-            &["Ingress", "Egress"],
-            true,
-            errs,
-        );
+        enum_field(Some(t), &format!("spec.policyTypes[{i}]"), &["Ingress", "Egress"], true, errs);
     }
     if arr_at(spec, &["policyTypes"]).len() > 2 {
         errs.push(FieldError::invalid(
@@ -209,31 +184,20 @@ fn validate_network_policy(obj: &Value, errs: &mut Vec<FieldError>) {
             let rp = format!("spec.{dir}[{i}]");
             for (j, port) in arr_at(rule, &["ports"]).iter().enumerate() {
                 let pp = format!("{rp}.ports[{j}]");
-                enum_field(
-                    port.get("protocol"),
-                    &format!("{pp}.protocol"),
-                    &["SCTP", "TCP", "UDP"],
-                    false,
-                    errs,
-                );
+                enum_field(port.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], false, errs);
                 if let Some(p) = port.get("port").filter(|p| !p.is_null()) {
                     validate_port_num_or_name(p, &format!("{pp}.port"), errs);
                 }
             }
             for (j, peer) in arr_at(rule, &[peers]).iter().enumerate() {
                 let pp = format!("{rp}.{peers}[{j}]");
-                let n = ["podSelector", "namespaceSelector", "ipBlock"]
-                    .iter()
-                    .filter(|k| at(peer, &[k]).is_some())
-                    .count();
+                let n =
+                    ["podSelector", "namespaceSelector", "ipBlock"].iter().filter(|k| at(peer, &[k]).is_some()).count();
                 if n == 0 {
                     errs.push(FieldError::required(pp.clone(), "must specify a peer"));
                 }
                 if at(peer, &["ipBlock"]).is_some() && n > 1 {
-                    errs.push(FieldError::forbidden(
-                        pp.clone(),
-                        "may not specify both ipBlock and another peer",
-                    ));
+                    errs.push(FieldError::forbidden(pp.clone(), "may not specify both ipBlock and another peer"));
                 }
                 for sel in ["podSelector", "namespaceSelector"] {
                     if let Some(s) = at(peer, &[sel]) {
@@ -251,10 +215,7 @@ fn validate_rules(obj: &Value, namespaced: bool, errs: &mut Vec<FieldError>) {
     for (i, rule) in arr_at(obj, &["rules"]).iter().enumerate() {
         let rp = format!("rules[{i}]");
         if arr_at(rule, &["verbs"]).is_empty() {
-            errs.push(FieldError::required(
-                format!("{rp}.verbs"),
-                "verbs must contain at least one value",
-            ));
+            errs.push(FieldError::required(format!("{rp}.verbs"), "verbs must contain at least one value"));
         }
         let urls = arr_at(rule, &["nonResourceURLs"]);
         if !urls.is_empty() {
@@ -303,18 +264,10 @@ fn validate_binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &m
     let rr = obj.get("roleRef").unwrap_or(&Value::Null);
     let api_group = str_at(rr, &["apiGroup"]);
     if api_group != RBAC_GROUP {
-        errs.push(FieldError::not_supported(
-            "roleRef.apiGroup",
-            Value::from(api_group),
-            &[RBAC_GROUP],
-        ));
+        errs.push(FieldError::not_supported("roleRef.apiGroup", Value::from(api_group), &[RBAC_GROUP]));
     }
     let kind = str_at(rr, &["kind"]);
-    let kinds: &[&str] = if namespaced {
-        &["Role", "ClusterRole"]
-    } else {
-        &["ClusterRole"]
-    };
+    let kinds: &[&str] = if namespaced { &["Role", "ClusterRole"] } else { &["ClusterRole"] };
     if !kinds.contains(&kind) {
         errs.push(FieldError::not_supported("roleRef.kind", Value::from(kind), kinds));
     }
@@ -341,11 +294,7 @@ fn validate_binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &m
                     }
                 }
                 if !sgroup.is_empty() {
-                    errs.push(FieldError::not_supported(
-                        format!("{sp}.apiGroup"),
-                        Value::from(sgroup),
-                        &[""],
-                    ));
+                    errs.push(FieldError::not_supported(format!("{sp}.apiGroup"), Value::from(sgroup), &[""]));
                 }
                 if !namespaced && str_at(s, &["namespace"]).is_empty() {
                     errs.push(FieldError::required(format!("{sp}.namespace"), ""));
@@ -353,11 +302,7 @@ fn validate_binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &m
             }
             "User" | "Group" => {
                 if sgroup != RBAC_GROUP {
-                    errs.push(FieldError::not_supported(
-                        format!("{sp}.apiGroup"),
-                        Value::from(sgroup),
-                        &[RBAC_GROUP],
-                    ));
+                    errs.push(FieldError::not_supported(format!("{sp}.apiGroup"), Value::from(sgroup), &[RBAC_GROUP]));
                 }
             }
             other => errs.push(FieldError::not_supported(
@@ -370,11 +315,7 @@ fn validate_binding(obj: &Value, old: Option<&Value>, namespaced: bool, errs: &m
     if let Some(old) = old
         && old.get("roleRef") != obj.get("roleRef")
     {
-        errs.push(invalid_go(
-            "roleRef",
-            &go_role_ref(obj.get("roleRef")),
-            "cannot change roleRef",
-        ));
+        errs.push(invalid_go("roleRef", &go_role_ref(obj.get("roleRef")), "cannot change roleRef"));
     }
 }
 
@@ -385,27 +326,17 @@ fn validate_lease(obj: &Value, errs: &mut Vec<FieldError>) {
     if let Some(d) = int_at(spec, &["leaseDurationSeconds"])
         && d <= 0
     {
-        errs.push(FieldError::invalid(
-            "spec.leaseDurationSeconds",
-            Value::from(d),
-            "must be greater than 0",
-        ));
+        errs.push(FieldError::invalid("spec.leaseDurationSeconds", Value::from(d), "must be greater than 0"));
     }
     nonnegative(spec, &["leaseTransitions"], "spec.leaseTransitions", errs);
 }
 
 fn validate_pdb(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
-    let (min, max) = (
-        spec.get("minAvailable").filter(|v| !v.is_null()),
-        spec.get("maxUnavailable").filter(|v| !v.is_null()),
-    );
+    let (min, max) =
+        (spec.get("minAvailable").filter(|v| !v.is_null()), spec.get("maxUnavailable").filter(|v| !v.is_null()));
     if min.is_some() && max.is_some() {
-        errs.push(FieldError::invalid(
-            "spec",
-            spec.clone(),
-            "minAvailable and maxUnavailable cannot be both set",
-        ));
+        errs.push(FieldError::invalid("spec", spec.clone(), "minAvailable and maxUnavailable cannot be both set"));
     }
     for (v, name) in [(min, "spec.minAvailable"), (max, "spec.maxUnavailable")] {
         if v.is_some() {
@@ -446,19 +377,11 @@ fn validate_hpa(obj: &Value, errs: &mut Vec<FieldError>) {
     }
     let min = int_at(spec, &["minReplicas"]);
     if let Some(m) = min.filter(|m| *m < 1) {
-        errs.push(FieldError::invalid(
-            "spec.minReplicas",
-            Value::from(m),
-            "must be greater than or equal to 1",
-        ));
+        errs.push(FieldError::invalid("spec.minReplicas", Value::from(m), "must be greater than or equal to 1"));
     }
     let max = int_at(spec, &["maxReplicas"]).unwrap_or(0);
     if max < 1 {
-        errs.push(FieldError::invalid(
-            "spec.maxReplicas",
-            Value::from(max),
-            "must be greater than 0",
-        ));
+        errs.push(FieldError::invalid("spec.maxReplicas", Value::from(max), "must be greater than 0"));
     }
     if let Some(m) = min
         && max < m
@@ -506,19 +429,10 @@ fn validate_priority_class(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
             ));
         }
         if value > 1_000_000_000 {
-            errs.push(FieldError::forbidden(
-                "value",
-                "maximum allowed value of a user defined priority is 1000000000",
-            ));
+            errs.push(FieldError::forbidden("value", "maximum allowed value of a user defined priority is 1000000000"));
         }
     }
-    enum_field(
-        obj.get("preemptionPolicy"),
-        "preemptionPolicy",
-        &["Never", "PreemptLowerPriority"],
-        false,
-        errs,
-    );
+    enum_field(obj.get("preemptionPolicy"), "preemptionPolicy", &["Never", "PreemptLowerPriority"], false, errs);
     if let Some(old) = old {
         if int_at(old, &["value"]) != int_at(obj, &["value"]) {
             errs.push(FieldError::forbidden("value", "may not be changed in an update."));
@@ -536,38 +450,17 @@ fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Vec<Field
             errs.push(FieldError::invalid("provisioner", Value::from(prov), m));
         }
     }
-    enum_field(
-        obj.get("reclaimPolicy"),
-        "reclaimPolicy",
-        &["Delete", "Retain"],
-        false,
-        errs,
-    );
-    enum_field(
-        obj.get("volumeBindingMode"),
-        "volumeBindingMode",
-        &["Immediate", "WaitForFirstConsumer"],
-        false,
-        errs,
-    );
+    enum_field(obj.get("reclaimPolicy"), "reclaimPolicy", &["Delete", "Retain"], false, errs);
+    enum_field(obj.get("volumeBindingMode"), "volumeBindingMode", &["Immediate", "WaitForFirstConsumer"], false, errs);
     if let Some(old) = old {
         if at(obj, &["parameters"]) != at(old, &["parameters"]) {
-            errs.push(FieldError::forbidden(
-                "parameters",
-                "updates to parameters are forbidden.",
-            ));
+            errs.push(FieldError::forbidden("parameters", "updates to parameters are forbidden."));
         }
         if str_at(obj, &["provisioner"]) != str_at(old, &["provisioner"]) {
-            errs.push(FieldError::forbidden(
-                "provisioner",
-                "updates to provisioner are forbidden.",
-            ));
+            errs.push(FieldError::forbidden("provisioner", "updates to provisioner are forbidden."));
         }
         if at(obj, &["reclaimPolicy"]) != at(old, &["reclaimPolicy"]) {
-            errs.push(FieldError::forbidden(
-                "reclaimPolicy",
-                "updates to reclaimPolicy are forbidden.",
-            ));
+            errs.push(FieldError::forbidden("reclaimPolicy", "updates to reclaimPolicy are forbidden."));
         }
         super::immutable(obj, old, &["volumeBindingMode"], "volumeBindingMode", errs);
     }
@@ -575,13 +468,7 @@ fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Vec<Field
 
 fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
     let at_type = str_at(obj, &["addressType"]);
-    enum_field(
-        obj.get("addressType"),
-        "addressType",
-        &["FQDN", "IPv4", "IPv6"],
-        true,
-        errs,
-    );
+    enum_field(obj.get("addressType"), "addressType", &["FQDN", "IPv4", "IPv6"], true, errs);
     for (i, ep) in arr_at(obj, &["endpoints"]).iter().enumerate() {
         let addrs = arr_at(ep, &["addresses"]);
         if addrs.is_empty() || addrs.len() > 100 {
@@ -593,27 +480,15 @@ fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
         }
         for (j, a) in addrs.iter().enumerate() {
             let a = a.as_str().unwrap_or("");
-            let msgs = if at_type == "FQDN" {
-                is_dns1123_subdomain(a)
-            } else {
-                is_valid_ip(a)
-            };
+            let msgs = if at_type == "FQDN" { is_dns1123_subdomain(a) } else { is_valid_ip(a) };
             for m in msgs {
-                errs.push(FieldError::invalid(
-                    format!("endpoints[{i}].addresses[{j}]"),
-                    Value::from(a),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("endpoints[{i}].addresses[{j}]"), Value::from(a), m));
             }
         }
         let host = str_at(ep, &["hostname"]);
         if !host.is_empty() {
             for m in is_dns1123_label(host) {
-                errs.push(FieldError::invalid(
-                    format!("endpoints[{i}].hostname"),
-                    Value::from(host),
-                    m,
-                ));
+                errs.push(FieldError::invalid(format!("endpoints[{i}].hostname"), Value::from(host), m));
             }
         }
     }
@@ -624,13 +499,7 @@ fn validate_endpoint_slice(obj: &Value, old: Option<&Value>, errs: &mut Vec<Fiel
                 errs.push(FieldError::invalid(format!("ports[{i}].name"), Value::from(name), m));
             }
         }
-        enum_field(
-            p.get("protocol"),
-            &format!("ports[{i}].protocol"),
-            &["SCTP", "TCP", "UDP"],
-            true,
-            errs,
-        );
+        enum_field(p.get("protocol"), &format!("ports[{i}].protocol"), &["SCTP", "TCP", "UDP"], true, errs);
     }
     if let Some(old) = old {
         super::immutable(obj, old, &["addressType"], "addressType", errs);

@@ -52,11 +52,7 @@ const VOLUME_SOURCES: &[&str] = &[
 pub(crate) fn validate_pod_template(tmpl: &Value, path: &str, errs: &mut Vec<FieldError>) {
     // Upstream reports template labels at `<path>.labels` (not `.metadata.labels`).
     validate_labels(at(tmpl, &["metadata", "labels"]), &format!("{path}.labels"), errs);
-    validate_annotations(
-        at(tmpl, &["metadata", "annotations"]),
-        &format!("{path}.annotations"),
-        errs,
-    );
+    validate_annotations(at(tmpl, &["metadata", "annotations"]), &format!("{path}.annotations"), errs);
     let spec = tmpl.get("spec").unwrap_or(&Value::Null);
     validate_pod_spec(spec, &format!("{path}.spec"), errs);
     if !arr_at(spec, &["ephemeralContainers"]).is_empty() {
@@ -76,14 +72,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         errs.push(FieldError::required(format!("{path}.containers"), ""));
     }
     for (i, c) in arr_at(spec, &["initContainers"]).iter().enumerate() {
-        validate_container(
-            c,
-            &format!("{path}.initContainers[{i}]"),
-            true,
-            &volumes,
-            &mut names,
-            errs,
-        );
+        validate_container(c, &format!("{path}.initContainers[{i}]"), true, &volumes, &mut names, errs);
     }
     for (i, c) in containers.iter().enumerate() {
         validate_container(c, &format!("{path}.containers[{i}]"), false, &volumes, &mut names, errs);
@@ -109,21 +98,12 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         ));
     }
     validate_labels(spec.get("nodeSelector"), &format!("{path}.nodeSelector"), errs);
-    for (key, rule) in [
-        ("serviceAccountName", true),
-        ("nodeName", true),
-        ("hostname", false),
-        ("subdomain", false),
-    ] {
+    for (key, rule) in [("serviceAccountName", true), ("nodeName", true), ("hostname", false), ("subdomain", false)] {
         let v = str_at(spec, &[key]);
         if v.is_empty() {
             continue;
         }
-        let msgs = if rule {
-            is_dns1123_subdomain(v)
-        } else {
-            is_dns1123_label(v)
-        };
+        let msgs = if rule { is_dns1123_subdomain(v) } else { is_dns1123_label(v) };
         for m in msgs {
             errs.push(FieldError::invalid(format!("{path}.{key}"), Value::from(v), m));
         }
@@ -161,20 +141,13 @@ fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> Has
                 errs.push(FieldError::duplicate(format!("{p}.name"), Value::from(name)));
             }
         }
-        let sources: Vec<&str> = VOLUME_SOURCES
-            .iter()
-            .copied()
-            .filter(|s| at(v, &[s]).is_some())
-            .collect();
+        let sources: Vec<&str> = VOLUME_SOURCES.iter().copied().filter(|s| at(v, &[s]).is_some()).collect();
         match sources.as_slice() {
             [] => errs.push(FieldError::required(p.clone(), "must specify a volume type")),
             [_] => {}
             [_, rest @ ..] => {
                 for s in rest {
-                    errs.push(FieldError::forbidden(
-                        format!("{p}.{s}"),
-                        "may not specify more than 1 volume type",
-                    ));
+                    errs.push(FieldError::forbidden(format!("{p}.{s}"), "may not specify more than 1 volume type"));
                 }
             }
         }
@@ -247,17 +220,10 @@ fn validate_container(
         if let Some(rp) = c.get("restartPolicy").and_then(Value::as_str)
             && rp != "Always"
         {
-            errs.push(FieldError::not_supported(
-                format!("{p}.restartPolicy"),
-                Value::from(rp),
-                &["Always"],
-            ));
+            errs.push(FieldError::not_supported(format!("{p}.restartPolicy"), Value::from(rp), &["Always"]));
         }
     } else if c.get("restartPolicy").and_then(Value::as_str).is_some() {
-        errs.push(FieldError::forbidden(
-            format!("{p}.restartPolicy"),
-            "may not be set for non-init containers",
-        ));
+        errs.push(FieldError::forbidden(format!("{p}.restartPolicy"), "may not be set for non-init containers"));
     }
     for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
         let Some(pr) = c.get(probe).filter(|v| v.is_object()) else {
@@ -294,18 +260,10 @@ fn validate_container(
         if path.is_empty() {
             errs.push(FieldError::required(format!("{mp}.mountPath"), ""));
         } else if !mount_paths.insert(path.to_string()) {
-            errs.push(FieldError::invalid(
-                format!("{mp}.mountPath"),
-                Value::from(path),
-                "must be unique",
-            ));
+            errs.push(FieldError::invalid(format!("{mp}.mountPath"), Value::from(path), "must be unique"));
         }
     }
-    validate_resources(
-        c.get("resources").unwrap_or(&Value::Null),
-        &format!("{p}.resources"),
-        errs,
-    );
+    validate_resources(c.get("resources").unwrap_or(&Value::Null), &format!("{p}.resources"), errs);
     enum_field(
         c.get("imagePullPolicy"),
         &format!("{p}.imagePullPolicy"),
@@ -323,29 +281,18 @@ fn validate_container(
 }
 
 fn validate_probe(pr: &Value, pp: &str, needs_success_one: bool, errs: &mut Vec<FieldError>) {
-    let handlers: Vec<&str> = ["exec", "httpGet", "tcpSocket", "grpc"]
-        .into_iter()
-        .filter(|h| at(pr, &[h]).is_some())
-        .collect();
+    let handlers: Vec<&str> =
+        ["exec", "httpGet", "tcpSocket", "grpc"].into_iter().filter(|h| at(pr, &[h]).is_some()).collect();
     match handlers.as_slice() {
         [] => errs.push(FieldError::required(pp.to_string(), "must specify a handler type")),
         [_] => {}
         [_, rest @ ..] => {
             for h in rest {
-                errs.push(FieldError::forbidden(
-                    format!("{pp}.{h}"),
-                    "may not specify more than 1 handler type",
-                ));
+                errs.push(FieldError::forbidden(format!("{pp}.{h}"), "may not specify more than 1 handler type"));
             }
         }
     }
-    for f in [
-        "initialDelaySeconds",
-        "timeoutSeconds",
-        "periodSeconds",
-        "successThreshold",
-        "failureThreshold",
-    ] {
+    for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         if let Some(n) = int_at(pr, &[f])
             && n < 0
         {
@@ -356,11 +303,7 @@ fn validate_probe(pr: &Value, pp: &str, needs_success_one: bool, errs: &mut Vec<
         && let Some(n) = int_at(pr, &["successThreshold"])
         && n != 1
     {
-        errs.push(FieldError::invalid(
-            format!("{pp}.successThreshold"),
-            Value::from(n),
-            "must be 1",
-        ));
+        errs.push(FieldError::invalid(format!("{pp}.successThreshold"), Value::from(n), "must be 1"));
     }
     if let Some(port) = at(pr, &["httpGet", "port"]) {
         validate_port_num_or_name(port, &format!("{pp}.httpGet.port"), errs);
@@ -383,11 +326,7 @@ pub(crate) fn validate_port_num_or_name(port: &Value, field: &str, errs: &mut Ve
                 errs.push(FieldError::invalid(field, port.clone(), m));
             }
         }
-        _ => errs.push(FieldError::invalid(
-            field,
-            port.clone(),
-            "must contain an int or a string",
-        )),
+        _ => errs.push(FieldError::invalid(field, port.clone(), "must contain an int or a string")),
     }
 }
 
@@ -417,13 +356,7 @@ fn validate_container_ports(c: &Value, p: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::invalid(format!("{pp}.hostPort"), Value::from(h), m));
             }
         }
-        enum_field(
-            port.get("protocol"),
-            &format!("{pp}.protocol"),
-            &["SCTP", "TCP", "UDP"],
-            true,
-            errs,
-        );
+        enum_field(port.get("protocol"), &format!("{pp}.protocol"), &["SCTP", "TCP", "UDP"], true, errs);
     }
 }
 
@@ -451,16 +384,10 @@ fn validate_env(c: &Value, p: &str, errs: &mut Vec<FieldError>) {
                 "may not be specified when `value` is not empty",
             ));
         }
-        let sources: Vec<&str> = [
-            "fieldRef",
-            "resourceFieldRef",
-            "configMapKeyRef",
-            "secretKeyRef",
-            "fileKeyRef",
-        ]
-        .into_iter()
-        .filter(|s| at(from, &[s]).is_some())
-        .collect();
+        let sources: Vec<&str> = ["fieldRef", "resourceFieldRef", "configMapKeyRef", "secretKeyRef", "fileKeyRef"]
+            .into_iter()
+            .filter(|s| at(from, &[s]).is_some())
+            .collect();
         match sources.len() {
             0 => errs.push(FieldError::invalid(
                 fp.clone(),
@@ -554,11 +481,7 @@ fn check_quantity(name: &str, v: &Value, fp: &str, errs: &mut Vec<FieldError>) -
     }
     let integer = !overcommit_allowed(name) || name.starts_with("hugepages-");
     if integer && name != "cpu" && q.nanos() % 1_000_000_000 != 0 {
-        errs.push(FieldError::invalid(
-            fp,
-            Value::from(q.to_string()),
-            "must be an integer",
-        ));
+        errs.push(FieldError::invalid(fp, Value::from(q.to_string()), "must be an integer"));
     }
     Some(q)
 }
@@ -597,11 +520,9 @@ fn validate_tolerations(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
                     ));
                 }
             }
-            other => errs.push(FieldError::not_supported(
-                format!("{tp}.operator"),
-                Value::from(other),
-                &["Equal", "Exists"],
-            )),
+            other => {
+                errs.push(FieldError::not_supported(format!("{tp}.operator"), Value::from(other), &["Equal", "Exists"]))
+            }
         }
         let effect = str_at(t, &["effect"]);
         if at(t, &["tolerationSeconds"]).is_some() && effect != "NoExecute" {
@@ -634,10 +555,7 @@ const POD_UPDATE_FORBIDDEN: &str = "pod updates may not change fields other than
 
 fn validate_pod_spec_update(new: &Value, old: &Value, errs: &mut Vec<FieldError>) {
     // activeDeadlineSeconds may be set, or lowered, but never unset or raised.
-    match (
-        int_at(new, &["activeDeadlineSeconds"]),
-        int_at(old, &["activeDeadlineSeconds"]),
-    ) {
+    match (int_at(new, &["activeDeadlineSeconds"]), int_at(old, &["activeDeadlineSeconds"])) {
         (None, Some(_)) => errs.push(FieldError::invalid(
             "spec.activeDeadlineSeconds",
             Value::Null,
@@ -825,10 +743,6 @@ mod tests {
         new["spec"]["restartPolicy"] = json!("Never");
         validate_pod(&new, Some(&old), &mut errs);
         assert_eq!(errs.len(), 1);
-        assert!(
-            errs[0]
-                .to_string()
-                .starts_with("spec: Forbidden: pod updates may not change fields other than")
-        );
+        assert!(errs[0].to_string().starts_with("spec: Forbidden: pod updates may not change fields other than"));
     }
 }

@@ -1,0 +1,233 @@
+//! Child processes the harness owns: `rkube server` on a fresh data dir and a
+//! single-member `etcd` on loopback. Both are killed when dropped. Also reads a
+//! process's memory from /proc.
+
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now (the OS picks it).
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding a probe socket")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Memory figures of a process from /proc/<pid>/status, in kibibytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Mem {
+    /// Resident set size now (VmRSS).
+    pub rss_kib: u64,
+    /// Peak resident set size (VmHWM).
+    pub hwm_kib: u64,
+}
+
+/// Parse the `VmRSS` and `VmHWM` lines of a /proc/<pid>/status text.
+pub fn parse_status(text: &str) -> Option<Mem> {
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        let rest = line[name.len()..].trim_start_matches(':').trim();
+        let num = rest.split_whitespace().next()?;
+        num.parse().ok()
+    };
+    Some(Mem { rss_kib: field("VmRSS")?, hwm_kib: field("VmHWM").unwrap_or(0) })
+}
+
+pub fn read_mem(pid: u32) -> Result<Mem> {
+    let text =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("reading /proc/{pid}"))?;
+    parse_status(&text).context("no VmRSS in /proc status")
+}
+
+fn kill(child: &mut Option<Child>) {
+    if let Some(mut c) = child.take() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}
+
+/// The last lines of a log file, for error messages.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A single-member etcd on loopback with its own temporary data dir.
+pub struct Etcd {
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+    pub client_url: String,
+}
+
+impl Etcd {
+    /// Start etcd and wait (at most 30 s) until `/health` reports healthy.
+    pub fn start(etcd_bin: &str) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("rkube-bench-etcd").tempdir()?;
+        let client_port = free_port()?;
+        let peer_port = free_port()?;
+        let client_url = format!("http://127.0.0.1:{client_port}");
+        let peer_url = format!("http://127.0.0.1:{peer_port}");
+        let log = File::create(dir.path().join("etcd.log"))?;
+        let child = Command::new(etcd_bin)
+            .arg("--name=bench")
+            .arg(format!("--data-dir={}", dir.path().join("data").display()))
+            .arg(format!("--listen-client-urls={client_url}"))
+            .arg(format!("--advertise-client-urls={client_url}"))
+            .arg(format!("--listen-peer-urls={peer_url}"))
+            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+            .arg(format!("--initial-cluster=bench={peer_url}"))
+            .arg("--initial-cluster-state=new")
+            .arg("--logger=zap")
+            .arg("--log-level=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {etcd_bin}"))?;
+        let mut etcd = Etcd { child: Some(child), _dir: dir, client_url };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if healthy(client_port) {
+                return Ok(etcd);
+            }
+            if let Some(c) = etcd.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                bail!("etcd exited ({status}):\n{}", tail(&etcd._dir.path().join("etcd.log"), 20));
+            }
+            if Instant::now() > deadline {
+                bail!("etcd not healthy within 30 s:\n{}", tail(&etcd._dir.path().join("etcd.log"), 20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// One plain HTTP/1.0 GET of etcd's `/health`.
+fn healthy(port: u16) -> bool {
+    let probe = || -> std::io::Result<String> {
+        let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))?;
+        s.set_read_timeout(Some(Duration::from_millis(500)))?;
+        s.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    probe().map(|r| r.starts_with("HTTP/1.") && r.contains("\"health\":\"true\"")).unwrap_or(false)
+}
+
+/// A `rkube server` child process on a fresh data dir and a free port.
+pub struct Server {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    /// From spawn until the `export KUBECONFIG=` line appeared on stdout.
+    pub until_line: Duration,
+    /// When the process was spawned (to time `/readyz` against).
+    pub spawned_at: Instant,
+}
+
+impl Server {
+    /// Spawn `rkube server` and wait (at most 30 s) for its kubeconfig line.
+    pub fn start(bin: &Path, etcd_servers: Option<&str>) -> Result<Self> {
+        let dir = tempfile::Builder::new().prefix("rkube-bench-server").tempdir()?;
+        let port = free_port()?;
+        let data = dir.path().join("data");
+        let log_path = dir.path().join("server.log");
+        let log = File::create(&log_path)?;
+        let mut cmd = Command::new(bin);
+        cmd.arg("server").arg("--data-dir").arg(&data).arg("--secure-port").arg(port.to_string());
+        if let Some(e) = etcd_servers {
+            cmd.arg("--etcd-servers").arg(e);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
+        let spawned_at = Instant::now();
+        let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout pipe")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            // Keep draining stdout after the line so the server never blocks on a full pipe.
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(path) = line.strip_prefix("export KUBECONFIG=") {
+                    let _ = tx.send(PathBuf::from(path.trim()));
+                }
+            }
+        });
+        let mut server = Server {
+            child: Some(child),
+            dir,
+            port,
+            kubeconfig: PathBuf::new(),
+            until_line: Duration::ZERO,
+            spawned_at,
+        };
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(path) => {
+                server.until_line = spawned_at.elapsed();
+                server.kubeconfig = path;
+                Ok(server)
+            }
+            Err(_) => {
+                let status = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+                bail!(
+                    "rkube server did not print its kubeconfig line within 30 s (exit: {status:?}); log tail:\n{}",
+                    tail(&log_path, 30)
+                )
+            }
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.dir.path().join("server.log"), lines)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_status() {
+        let text = "Name:\trkube\nVmPeak:\t  900000 kB\nVmHWM:\t   25000 kB\nVmRSS:\t   21432 kB\nThreads:\t5\n";
+        assert_eq!(parse_status(text), Some(Mem { rss_kib: 21432, hwm_kib: 25000 }));
+        assert_eq!(parse_status("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn reads_own_memory() {
+        let m = read_mem(std::process::id()).unwrap();
+        assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
+    }
+
+    #[test]
+    fn free_ports_are_bindable() {
+        let p = free_port().unwrap();
+        assert!(p > 0);
+        assert!(TcpListener::bind(("127.0.0.1", p)).is_ok());
+    }
+}
