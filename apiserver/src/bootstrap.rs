@@ -17,6 +17,10 @@ fn info(group: &str, resource: &str) -> Result<&'static ResourceInfo, ApiError> 
 impl Server {
     async fn ensure(&self, info: &'static ResourceInfo, ns: Option<&str>, obj: Value) -> Result<(), ApiError> {
         let name = crate::objects::name(&obj).to_string();
+        let key = crate::objects::key(info, ns, &name);
+        if self.store.get(&key).await.map_err(crate::server::store_error)?.is_some() {
+            return Ok(());
+        }
         match self.create_object(info, &ResourcePath::default(), ns, obj, false).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => Ok(()),

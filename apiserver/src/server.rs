@@ -105,7 +105,9 @@ impl Server {
         let path = parts.uri.path().to_string();
         let route = route(&path);
         let public = matches!(&route, Route::NonResource(p) if is_public(p));
-        if user.is_none() && !public {
+        // Credentials we cannot verify fail authentication, even on public paths.
+        let bad_credentials = user.is_none() && parts.headers.contains_key(header::AUTHORIZATION);
+        if bad_credentials || (user.is_none() && !public) {
             return http::error(&ApiError::unauthorized());
         }
         let result = match route {

@@ -134,7 +134,6 @@ fn healthy(port: u16) -> bool {
 pub struct Server {
     child: Option<Child>,
     dir: tempfile::TempDir,
-    pub port: u16,
     pub kubeconfig: PathBuf,
     /// From spawn until the `export KUBECONFIG=` line appeared on stdout.
     pub until_line: Duration,
@@ -168,14 +167,8 @@ impl Server {
                 }
             }
         });
-        let mut server = Server {
-            child: Some(child),
-            dir,
-            port,
-            kubeconfig: PathBuf::new(),
-            until_line: Duration::ZERO,
-            spawned_at,
-        };
+        let mut server =
+            Server { child: Some(child), dir, kubeconfig: PathBuf::new(), until_line: Duration::ZERO, spawned_at };
         match rx.recv_timeout(Duration::from_secs(30)) {
             Ok(path) => {
                 server.until_line = spawned_at.elapsed();

@@ -24,10 +24,6 @@ impl Samples {
         self.sorted.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.sorted.is_empty()
-    }
-
     /// Nearest-rank percentile (`p` in 0..=100): the smallest sample such that at
     /// least p% of the samples are at or below it. `None` without samples.
     pub fn percentile(&self, p: f64) -> Option<Duration> {
