@@ -140,7 +140,18 @@ impl Server {
             }
             "/openapi/v2" => {
                 if accepts_only_protobuf(parts) {
-                    return Err(ApiError::not_acceptable("only application/json is served for /openapi/v2"));
+                    // gnostic's openapi.v2.Document, as client-go's OpenAPISchema asks for it.
+                    static PROTO: OnceLock<Bytes> = OnceLock::new();
+                    let b = PROTO.get_or_init(|| {
+                        let doc = rkube_registry::openapi::v2(&self.resources());
+                        Bytes::from(rkube_registry::openapi_proto::encode_v2(&doc))
+                    });
+                    let mut r = http::json_bytes(StatusCode::OK, b.clone());
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+                    );
+                    return Ok(r);
                 }
                 let b = self.docs.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))

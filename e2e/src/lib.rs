@@ -5,6 +5,10 @@
 //! integration tests of the `rkube` package, so that cargo builds the binary
 //! first and hands its path over as `CARGO_BIN_EXE_rkube`.
 
+pub mod etcd;
+
+pub use etcd::EtcdCluster;
+
 use anyhow::{Context, Result, bail};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

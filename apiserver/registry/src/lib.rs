@@ -14,6 +14,7 @@ pub mod convert;
 pub mod defaults;
 pub mod discovery;
 pub mod openapi;
+pub mod openapi_proto;
 pub mod patch;
 pub mod printers;
 pub mod quantity;

@@ -1,8 +1,7 @@
 //! WatchCache in front of a real etcd (started by the test; `etcd` must be on PATH:
 //! without it these tests fail, they never skip).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use rkube_e2e::EtcdCluster;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,51 +11,9 @@ use rkube_storage::etcd::EtcdStore;
 use rkube_storage::{Store, StoreError};
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A single-member etcd on loopback; killed on drop.
-struct Etcd {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Etcd {
-    fn start() -> Etcd {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let (client, peer) = (free_port(), free_port());
-        let endpoint = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .arg("--data-dir")
-            .arg(dir.path().join("data"))
-            .args(["--name", "m0", "--log-level", "error"])
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", &format!("m0={peer_url}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `etcd` ({e}): etcd 3.4+ must be on PATH for these tests (Debian: etcd-server)")
-            });
-        Etcd { child, endpoint, _dir: dir }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn setup(history: usize) -> (Etcd, Arc<EtcdStore>, Arc<WatchCache>) {
-    let etcd = Etcd::start();
-    let store = EtcdStore::connect(std::slice::from_ref(&etcd.endpoint)).await.expect("etcd became healthy");
+async fn setup(history: usize) -> (EtcdCluster, Arc<EtcdStore>, Arc<WatchCache>) {
+    let etcd = EtcdCluster::start(1);
+    let store = EtcdStore::connect(&etcd.endpoints()).await.expect("etcd became healthy");
     let cache = WatchCache::start(store.clone(), "/registry/", history).await.expect("cache started");
     (etcd, store, cache)
 }

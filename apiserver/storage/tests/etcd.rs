@@ -1,9 +1,7 @@
 //! EtcdStore against a real etcd started by the test (loopback, temp data dir, free
 //! ports). `etcd` must be on PATH: without it these tests fail, they never skip.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use rkube_e2e::EtcdCluster;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,109 +10,10 @@ use futures::StreamExt;
 use rkube_storage::etcd::EtcdStore;
 use rkube_storage::{Event, RangeRequest, Store, StoreError};
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// One etcd member process; killed on drop.
-struct Member {
-    child: Option<Child>,
-    name: String,
-    client_url: String,
-    peer_url: String,
-}
-
-impl Member {
-    fn spawn(dir: &Path, name: &str, client: u16, peer: u16, cluster: &str, state: &str) -> Member {
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("create etcd log");
-        let child = Command::new("etcd")
-            .arg("--name")
-            .arg(name)
-            .arg("--data-dir")
-            .arg(dir.join(name))
-            .args(["--listen-client-urls", &client_url, "--advertise-client-urls", &client_url])
-            .args(["--listen-peer-urls", &peer_url, "--initial-advertise-peer-urls", &peer_url])
-            .args(["--initial-cluster", cluster, "--initial-cluster-state", state])
-            .args(["--initial-cluster-token", "rkube-test", "--log-level", "warn"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `etcd` ({e}): etcd 3.4+ must be on PATH for these tests (Debian: etcd-server)")
-            });
-        Member { child: Some(child), name: name.to_string(), client_url, peer_url }
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// A cluster of `n` members on loopback with its temp dir.
-struct Cluster {
-    members: Vec<Member>,
-    dir: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn start(n: usize) -> Cluster {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
-        let cluster = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (_, p))| format!("m{i}=http://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let members = ports
-            .iter()
-            .enumerate()
-            .map(|(i, (c, p))| Member::spawn(dir.path(), &format!("m{i}"), *c, *p, &cluster, "new"))
-            .collect();
-        Cluster { members, dir }
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|m| m.client_url.clone()).collect()
-    }
-
-    async fn connect(&self) -> Arc<EtcdStore> {
-        match EtcdStore::connect(&self.endpoints()).await {
-            Ok(s) => s,
-            Err(e) => {
-                let logs: String = self
-                    .members
-                    .iter()
-                    .map(|m| {
-                        std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name))).unwrap_or_default()
-                    })
-                    .collect();
-                panic!("etcd did not become healthy: {e}\n{logs}")
-            }
-        }
-    }
-
-    /// Restart member `i` on its old ports and data dir.
-    fn restart(&mut self, i: usize) {
-        let m = &mut self.members[i];
-        m.kill();
-        let client: u16 = m.client_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        let peer: u16 = m.peer_url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
-        let cluster = format!("{}={}", m.name, m.peer_url);
-        let name = m.name.clone();
-        self.members[i] = Member::spawn(self.dir.path(), &name, client, peer, &cluster, "existing");
+async fn connect(etcd: &EtcdCluster) -> Arc<EtcdStore> {
+    match EtcdStore::connect(&etcd.endpoints()).await {
+        Ok(s) => s,
+        Err(e) => panic!("etcd did not become healthy: {e}\n{}", etcd.logs()),
     }
 }
 
@@ -124,8 +23,8 @@ fn b(s: &str) -> Bytes {
 
 #[tokio::test]
 async fn crud_follows_etcd_compare_and_swap() {
-    let etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     let r0 = s.current_revision().await.unwrap();
 
     let r1 = s.create("/registry/pods/default/a", b("1")).await.unwrap();
@@ -179,8 +78,8 @@ async fn crud_follows_etcd_compare_and_swap() {
 
 #[tokio::test]
 async fn range_pages_counts_and_reads_the_past() {
-    let etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     for name in ["c", "a", "b", "d"] {
         s.create(&format!("/registry/pods/ns1/{name}"), b(name)).await.unwrap();
     }
@@ -241,8 +140,8 @@ async fn next_event(stream: &mut futures::stream::BoxStream<'static, rkube_stora
 
 #[tokio::test]
 async fn watch_replays_history_then_live_with_prev_values() {
-    let etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     let r1 = s.create("/registry/pods/ns/a", b("1")).await.unwrap();
     let r2 = s.update("/registry/pods/ns/a", b("2"), r1).await.unwrap();
     s.create("/registry/services/ns/a", b("other prefix")).await.unwrap();
@@ -275,8 +174,8 @@ async fn watch_replays_history_then_live_with_prev_values() {
 
 #[tokio::test]
 async fn compaction_is_tracked_and_reported() {
-    let etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     assert_eq!(s.compacted_revision().await.unwrap(), 0);
     let mut last = s.create("/registry/x", b("0")).await.unwrap();
     for i in 1..10 {
@@ -307,7 +206,7 @@ async fn compaction_is_tracked_and_reported() {
     assert_eq!(next_event(&mut w).await.revision(), target);
 
     // A second client learns the compacted revision without having compacted.
-    let other = etcd.connect().await;
+    let other = connect(&etcd).await;
     assert_eq!(other.compacted_revision().await.unwrap(), target);
     // And notices further compaction by someone else.
     s.compact(last).await.unwrap();
@@ -316,15 +215,15 @@ async fn compaction_is_tracked_and_reported() {
 
 #[tokio::test]
 async fn watch_of_compacted_revision_reports_compacted_from_the_stream() {
-    let etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     let r1 = s.create("/registry/k", b("0")).await.unwrap();
     for i in 1..6 {
         s.update("/registry/k", b(&i.to_string()), 0).await.unwrap();
     }
     let last = s.current_revision().await.unwrap();
     // Another client compacts: `s` does not know, so the error comes from etcd's watch.
-    let other = etcd.connect().await;
+    let other = connect(&etcd).await;
     other.compact(last).await.unwrap();
     let mut w = s.watch("/registry/", r1).await.unwrap();
     match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
@@ -338,8 +237,8 @@ async fn watch_of_compacted_revision_reports_compacted_from_the_stream() {
 
 #[tokio::test]
 async fn watch_survives_an_etcd_restart() {
-    let mut etcd = Cluster::start(1);
-    let s = etcd.connect().await;
+    let mut etcd = EtcdCluster::start(1);
+    let s = connect(&etcd).await;
     let r1 = s.create("/registry/k", b("before")).await.unwrap();
     let mut w = s.watch("/registry/", r1).await.unwrap();
 
@@ -365,13 +264,13 @@ async fn watch_survives_an_etcd_restart() {
 
 #[tokio::test]
 async fn three_member_cluster_keeps_serving_without_one_member() {
-    let mut etcd = Cluster::start(3);
-    let s = etcd.connect().await;
+    let mut etcd = EtcdCluster::start(3);
+    let s = connect(&etcd).await;
     let r1 = s.create("/registry/a", b("1")).await.unwrap();
     assert_eq!(s.get("/registry/a").await.unwrap().unwrap().mod_revision, r1);
     let mut w = s.watch("/registry/", r1).await.unwrap();
 
-    etcd.members[2].kill();
+    etcd.kill(2);
     // Quorum (2 of 3) remains: writes succeed, through whichever endpoint answers.
     let mut r2 = None;
     for _ in 0..100 {
@@ -395,7 +294,7 @@ async fn three_member_cluster_keeps_serving_without_one_member() {
 
 #[tokio::test]
 async fn conformance_suite() {
-    let etcd = Cluster::start(1);
-    let store: Arc<dyn Store> = etcd.connect().await;
+    let etcd = EtcdCluster::start(1);
+    let store: Arc<dyn Store> = connect(&etcd).await;
     rkube_storage::conformance::run_all(store).await;
 }
