@@ -140,7 +140,8 @@ impl Server {
             }
             "/openapi/v2" => {
                 if accepts_only_protobuf(parts) {
-                    // gnostic's openapi.v2.Document, as client-go's OpenAPISchema asks for it.
+                    // gnostic's openapi.v2.Document, as client-go's OpenAPISchema asks for it. The reply's
+                    // content type is upstream's dotted form: Go's mime parser rejects the '@' of the request's.
                     static PROTO: OnceLock<Bytes> = OnceLock::new();
                     let b = PROTO.get_or_init(|| {
                         let doc = rkube_registry::openapi::v2(&self.resources());
@@ -149,7 +150,7 @@ impl Server {
                     let mut r = http::json_bytes(StatusCode::OK, b.clone());
                     r.headers_mut().insert(
                         header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2@v1.0+protobuf"),
+                        HeaderValue::from_static("application/com.github.proto-openapi.spec.v2.v1.0+protobuf"),
                     );
                     return Ok(r);
                 }
