@@ -134,8 +134,10 @@ def parse_go_dir(d):
                 if cur is None:
                     m = GO_STRUCT_RE.match(line)
                     if m:
-                        cur = structs.setdefault(m.group(1), [])
-                        depth = 1
+                        depth = line.count("{") - line.count("}")
+                        cur = structs.setdefault(m.group(1), []) if depth > 0 else None
+                        if cur is None:
+                            structs.setdefault(m.group(1), [])
                     continue
                 code = line.split("//", 1)[0] if "`" not in line else line
                 if code.strip().startswith("//"):

@@ -42,10 +42,10 @@ pub fn text(status: StatusCode, s: &'static str) -> Response<Body> {
 pub fn error(e: &ApiError) -> Response<Body> {
     let status = StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = json(status, &e.to_status());
-    if let Some(s) = e.retry_after_seconds {
-        if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
-            r.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(s) = e.retry_after_seconds
+        && let Ok(v) = HeaderValue::from_str(&s.to_string())
+    {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
 }

@@ -235,10 +235,10 @@ impl DeleteOptions {
                 ));
             }
         }
-        if let Some(g) = o.grace_period {
-            if g < 0 {
-                o.grace_period = Some(1);
-            }
+        if let Some(g) = o.grace_period
+            && g < 0
+        {
+            o.grace_period = Some(1);
         }
         Ok(o)
     }
@@ -556,11 +556,11 @@ impl Server {
             m.remove("namespace");
         }
         let mut name = m.get("name").and_then(Value::as_str).unwrap_or("").to_string();
-        if name.is_empty() {
-            if let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty()) {
-                name = objects::generate_name(g);
-                m.insert("name".into(), json!(name));
-            }
+        if name.is_empty()
+            && let Some(g) = m.get("generateName").and_then(Value::as_str).filter(|g| !g.is_empty())
+        {
+            name = objects::generate_name(g);
+            m.insert("name".into(), json!(name));
         }
         if m.get("resourceVersion").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
             return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
@@ -670,10 +670,10 @@ impl Server {
             }
             // A resourceVersion in the body (or left in by a patch) is a precondition.
             let pinned = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
-            if let Some(rv) = &pinned {
-                if *rv != kv.mod_revision.to_string() {
-                    return Err(ApiError::stale(info.group, info.resource, name));
-                }
+            if let Some(rv) = &pinned
+                && *rv != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::stale(info.group, info.resource, name));
             }
             let status_only = path.subresource.as_deref() == Some("status");
             prepare_update(info, &mut new, &old, status_only)?;
@@ -756,28 +756,28 @@ impl Server {
             };
             let mut obj = to_served(info, decode_stored(&kv)?)?;
             let uid = meta_str(&obj, "uid").unwrap_or("").to_string();
-            if let Some(p) = &opts.precondition_uid {
-                if *p != uid {
-                    return Err(ApiError::conflict(
-                        info.group,
-                        info.resource,
-                        name,
-                        &format!("Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"),
-                    ));
-                }
+            if let Some(p) = &opts.precondition_uid
+                && *p != uid
+            {
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.resource,
+                    name,
+                    &format!("Precondition failed: UID in precondition: {p}, UID in object meta: {uid}"),
+                ));
             }
-            if let Some(p) = &opts.precondition_rv {
-                if *p != kv.mod_revision.to_string() {
-                    return Err(ApiError::conflict(
-                        info.group,
-                        info.resource,
-                        name,
-                        &format!(
-                            "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in object meta: {}",
-                            kv.mod_revision
-                        ),
-                    ));
-                }
+            if let Some(p) = &opts.precondition_rv
+                && *p != kv.mod_revision.to_string()
+            {
+                return Err(ApiError::conflict(
+                    info.group,
+                    info.resource,
+                    name,
+                    &format!(
+                        "Precondition failed: ResourceVersion in precondition: {p}, ResourceVersion in object meta: {}",
+                        kv.mod_revision
+                    ),
+                ));
             }
             let was_deleting = objects::is_deleting(&obj);
             let mut finalizers = objects::finalizers(&obj);
@@ -932,15 +932,16 @@ fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only
     }
     let old_meta = meta(old).cloned().unwrap_or_default();
     let new_uid = meta_str(new, "uid").map(str::to_string);
-    if let (Some(nu), Some(ou)) = (&new_uid, old_meta.get("uid").and_then(Value::as_str)) {
-        if !nu.is_empty() && nu != ou {
-            return Err(ApiError::conflict(
-                info.group,
-                info.resource,
-                objects::name(old),
-                &format!("Precondition failed: UID in precondition: {nu}, UID in object meta: {ou}"),
-            ));
-        }
+    if let (Some(nu), Some(ou)) = (&new_uid, old_meta.get("uid").and_then(Value::as_str))
+        && !nu.is_empty()
+        && nu != ou
+    {
+        return Err(ApiError::conflict(
+            info.group,
+            info.resource,
+            objects::name(old),
+            &format!("Precondition failed: UID in precondition: {nu}, UID in object meta: {ou}"),
+        ));
     }
     let changed = objects::spec_changed(new, old);
     let m = meta_mut(new);

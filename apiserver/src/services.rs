@@ -358,10 +358,10 @@ pub fn keep_allocations(info: &ResourceInfo, new: &mut Value, old: &Value) {
         return;
     }
     for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-        if new["spec"].get(f).is_none_or(|v| v.is_null() || v == "") {
-            if let Some(v) = old.pointer(&format!("/spec/{f}")) {
-                new["spec"][f] = v.clone();
-            }
+        if new["spec"].get(f).is_none_or(|v| v.is_null() || v == "")
+            && let Some(v) = old.pointer(&format!("/spec/{f}"))
+        {
+            new["spec"][f] = v.clone();
         }
     }
     if needs_node_ports(new) {
@@ -410,10 +410,10 @@ pub async fn reallocate_on_update(
     }
     let still = node_ports(new);
     taken.free_after = old_ports.into_iter().filter(|p| !still.contains(p)).map(port_key).collect();
-    if svc_type(new) == "ExternalName" {
-        if let Some(ip) = cluster_ip(old) {
-            taken.free_after.push(ip_key(ip));
-        }
+    if svc_type(new) == "ExternalName"
+        && let Some(ip) = cluster_ip(old)
+    {
+        taken.free_after.push(ip_key(ip));
     }
     if dry_run {
         taken.release(server).await;

@@ -145,9 +145,8 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
                         return;
                     };
                     last_rev = ev.revision;
-                    if let Some(f) = enc.event(&ev, &sel) {
-                        if tx.send(f).await.is_err() { return; }
-                    }
+                    if let Some(f) = enc.event(&ev, &sel)
+                        && tx.send(f).await.is_err() { return; }
                 }
             }
         }

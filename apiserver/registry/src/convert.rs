@@ -17,7 +17,6 @@
 //! `…List` kinds are converted item by item.
 
 // The API of this crate returns `ApiError` (a full `metav1.Status`) by design.
-#![allow(clippy::result_large_err)]
 
 use serde_json::{Map, Value, json};
 

@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod openapi_proto;
 pub mod patch;
 pub mod printers;
+pub mod proto;
 pub mod quantity;
 pub mod resources;
 pub mod selectors;

@@ -1032,11 +1032,10 @@ mod tests {
             .map(|p| p.msg(1))
             .filter(|p| p.has(2))
             .map(|p| p.msg(2))
-            .find(|nb| nb.has(4));
-        if let Some(pp) = path_param {
-            assert_eq!(pp.msg(4).varint(1), Some(1));
-            assert_eq!(pp.msg(4).str(2), "path");
-        }
+            .find(|nb| nb.has(4))
+            .expect("a path parameter");
+        assert_eq!(path_param.msg(4).varint(1), Some(1), "required");
+        assert_eq!(path_param.msg(4).str(2), "path");
 
         // Responses: the 200 response refers to the Deployment definition.
         let get = item.msg(2);

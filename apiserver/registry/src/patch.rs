@@ -11,7 +11,6 @@
 //! (the caller decodes, defaults and validates the patched object afterwards).
 
 // The API-facing error type is `ApiError` by design, large as it is.
-#![allow(clippy::result_large_err)]
 
 mod strategic;
 

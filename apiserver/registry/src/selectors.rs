@@ -9,7 +9,6 @@
 //! unsupported field is a 400 with upstream's per-kind message.
 
 // The API of this crate returns `ApiError` (a full `metav1.Status`) by design.
-#![allow(clippy::result_large_err)]
 
 use serde_json::{Map, Value};
 

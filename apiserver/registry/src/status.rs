@@ -104,11 +104,9 @@ impl FieldError {
     /// The text after the field name, as upstream's `ErrorBody`.
     pub fn body(&self) -> String {
         let mut s = self.kind.label().to_string();
-        if self.kind.shows_value() {
-            if let Some(v) = &self.value {
-                s.push_str(": ");
-                s.push_str(&render_value(v));
-            }
+        if let (true, Some(v)) = (self.kind.shows_value(), &self.value) {
+            s.push_str(": ");
+            s.push_str(&render_value(v));
         }
         if !self.detail.is_empty() {
             s.push_str(": ");
@@ -338,10 +336,8 @@ impl ApiError {
         if let Some(n) = &self.name {
             details.insert("name".into(), json!(n));
         }
-        if let Some(g) = &self.group {
-            if !g.is_empty() {
-                details.insert("group".into(), json!(g));
-            }
+        if let Some(g) = self.group.as_ref().filter(|g| !g.is_empty()) {
+            details.insert("group".into(), json!(g));
         }
         if let Some(k) = &self.kind {
             details.insert("kind".into(), json!(k));

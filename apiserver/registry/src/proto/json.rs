@@ -382,8 +382,13 @@ pub(crate) fn go_duration(d: i64) -> String {
         format!("{int}.{}", f.trim_end_matches('0'))
     };
     if u < 1_000_000_000 {
-        let (div, digits, unit) =
-            if u < 1_000 { (1, 0, "ns") } else if u < 1_000_000 { (1_000, 3, "µs") } else { (1_000_000, 6, "ms") };
+        let (div, digits, unit) = if u < 1_000 {
+            (1, 0, "ns")
+        } else if u < 1_000_000 {
+            (1_000, 3, "µs")
+        } else {
+            (1_000_000, 6, "ms")
+        };
         return format!("{sign}{}{unit}", frac(u, div, digits));
     }
     let secs = u / 1_000_000_000;
@@ -481,7 +486,7 @@ mod tests {
 
     #[test]
     fn quantities_are_canonical_and_bad_ones_rejected() {
-        assert_eq!(render_quantity(b"\x0a\x041000m").unwrap(), Value::from("1"));
+        assert_eq!(render_quantity(b"\x0a\x051000m").unwrap(), Value::from("1"));
         assert_eq!(render_quantity(b"\x0a\x03128Mi").unwrap(), Value::from("128Mi"));
         assert_eq!(render_quantity(b"").unwrap(), Value::from("0"));
         assert_eq!(render_quantity(b"\x0a\x03abc").unwrap_err().code, 400);

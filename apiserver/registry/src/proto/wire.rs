@@ -127,9 +127,7 @@ mod tests {
     #[test]
     fn reads_each_wire_type() {
         // 1: varint 150, 2: "hi", 3: fixed64 1, 4: fixed32 2
-        let buf = [
-            0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0, 0,
-        ];
+        let buf = [0x08, 0x96, 0x01, 0x12, 0x02, b'h', b'i', 0x19, 1, 0, 0, 0, 0, 0, 0, 0, 0x25, 2, 0, 0, 0];
         let f = fields(&buf).unwrap();
         assert_eq!(
             f,
