@@ -15,6 +15,7 @@ rkube targets (1.33: tag v0.33.x), and written as one compact table:
   {"groups":   {"apps/v1": "k8s.io.api.apps.v1", "v1": "k8s.io.api.core.v1", ...},
    "messages": {"k8s.io.api.apps.v1.Deployment":
                    {"w": 1 if the message only wraps a Go slice (`+protobuf.nullable=true`), else absent,
+                    "k": 1 if the Go struct embeds TypeMeta (a kind a body may carry), else absent,
                     "f": [[number, jsonName, type, flags, mapKeyType?], ...]}}}   (Go declaration order)
 
 `type` is a protobuf scalar name (`string`, `int64`, `bytes`, ...) or a fully qualified message
@@ -120,8 +121,10 @@ TAG_RE = re.compile(r'(\w+):"([^"]*)"')
 
 
 def parse_go_dir(d):
-    """Go structs of a package: {struct: [{json, omitempty, pointer, inline, skip, num, go_type}]} in order."""
+    """Go structs of a package: ({struct: [{json, omitempty, pointer, inline, skip, num, go_type}]} in
+    declaration order, {names of structs embedding TypeMeta, i.e. kinds})."""
     structs = {}
+    kinds = set()
     for path in sorted(glob.glob(os.path.join(d, "*.go"))):
         base = os.path.basename(path)
         if base.endswith("_test.go") or base.startswith("zz_generated") or base.endswith(".pb.go") \
@@ -135,7 +138,8 @@ def parse_go_dir(d):
                     m = GO_STRUCT_RE.match(line)
                     if m:
                         depth = line.count("{") - line.count("}")
-                        cur = structs.setdefault(m.group(1), []) if depth > 0 else None
+                        struct_name = m.group(1)
+                        cur = structs.setdefault(struct_name, []) if depth > 0 else None
                         if cur is None:
                             structs.setdefault(m.group(1), [])
                     continue
@@ -153,6 +157,8 @@ def parse_go_dir(d):
                     continue
                 name, gotype, tags = m.groups()
                 tagmap = dict(TAG_RE.findall(tags))
+                if name is None and gotype.split(".")[-1] == "TypeMeta":
+                    kinds.add(struct_name)
                 pb = tagmap.get("protobuf")
                 if not pb or pb == "-":
                     continue
@@ -171,7 +177,7 @@ def parse_go_dir(d):
                     "skip": jname == "-",
                     "go_type": gotype,
                 })
-    return structs
+    return structs, kinds
 
 
 def group_of(d):
@@ -206,7 +212,7 @@ def main():
         pkg, msgs = parse_proto(os.path.join(d, "generated.proto"))
         if gv:
             groups[gv] = pkg
-        structs = parse_go_dir(d)
+        structs, kinds = parse_go_dir(d)
         for full, msg in msgs.items():
             gofields = structs.get(msg["name"])
             entries = []
@@ -244,6 +250,8 @@ def main():
             m = {"f": entries}
             if msg["wrapper"]:
                 m["w"] = 1
+            if msg["name"] in kinds:
+                m["k"] = 1
             messages[full] = m
 
     # every referenced message must be known

@@ -487,7 +487,7 @@ mod tests {
     #[test]
     fn quantities_are_canonical_and_bad_ones_rejected() {
         assert_eq!(render_quantity(b"\x0a\x051000m").unwrap(), Value::from("1"));
-        assert_eq!(render_quantity(b"\x0a\x03128Mi").unwrap(), Value::from("128Mi"));
+        assert_eq!(render_quantity(b"\x0a\x05128Mi").unwrap(), Value::from("128Mi"));
         assert_eq!(render_quantity(b"").unwrap(), Value::from("0"));
         assert_eq!(render_quantity(b"\x0a\x03abc").unwrap_err().code, 400);
     }

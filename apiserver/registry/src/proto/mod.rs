@@ -106,13 +106,14 @@ fn message_for(api_version: &str, kind: &str) -> Result<String, ApiError> {
         ))
     };
     let package = s.groups.get(api_version).ok_or_else(unsupported)?;
+    let is_kind = |name: &str| s.message(name).is_some_and(|m| m.kind);
     let own = format!("{package}.{kind}");
-    if s.message(&own).is_some() {
+    if is_kind(&own) {
         return Ok(own);
     }
     // Options and Status kinds of meta/v1 are registered in every group version.
     let meta = format!("{META_V1_PACKAGE}.{kind}");
-    if s.message(&meta).is_some() {
+    if is_kind(&meta) {
         return Ok(meta);
     }
     Err(unsupported())
@@ -452,6 +453,9 @@ mod tests {
         assert_eq!(e.code, 415);
         let e = decode_object(&envelope_of("v1", "Widget", Msg::new())).unwrap_err();
         assert_eq!(e.code, 415);
+        // a message that is not a kind (no TypeMeta) cannot be a body
+        let e = decode_object(&envelope_of("v1", "PodSpec", Msg::new())).unwrap_err();
+        assert_eq!(e.code, 415);
         let mut gz = MAGIC.to_vec();
         gz.extend_from_slice(&Msg::new().msg(1, Msg::new().str(1, "v1").str(2, "ConfigMap")).str(3, "gzip").0);
         assert_eq!(decode_object(&gz).unwrap_err().code, 415);
@@ -532,6 +536,11 @@ mod tests {
         names.sort();
         let (mut ok, mut failed, mut skipped) = (Vec::new(), Vec::new(), Vec::new());
         for n in names {
+            if n.ends_with(".WatchEvent") {
+                // a watch stream frame, not a request body: it carries no envelope kind
+                skipped.push(n);
+                continue;
+            }
             let pb = std::fs::read(format!("{dir}/{n}.pb")).unwrap();
             let want: Value = serde_json::from_slice(&std::fs::read(format!("{dir}/{n}.json")).unwrap()).unwrap();
             match decode_object(&pb) {

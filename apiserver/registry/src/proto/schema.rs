@@ -90,6 +90,8 @@ pub(crate) struct Field {
 pub(crate) struct Message {
     /// The message wraps a Go slice type (`+protobuf.nullable=true`, field 1 `items`): JSON is an array.
     pub wrapper: bool,
+    /// The Go struct embeds `TypeMeta`: a kind that a request body may carry.
+    pub kind: bool,
     /// In Go declaration order (the JSON order).
     pub fields: Vec<Field>,
 }
@@ -149,7 +151,8 @@ fn parse(text: &str) -> Result<Schema, String> {
             .map(|f| parse_field(f).ok_or_else(|| format!("{name}: bad field {f}")))
             .collect::<Result<Vec<_>, _>>()?;
         let wrapper = m.get("w").and_then(Value::as_u64) == Some(1);
-        messages.insert(name.clone(), Message { wrapper, fields });
+        let kind = m.get("k").and_then(Value::as_u64) == Some(1);
+        messages.insert(name.clone(), Message { wrapper, kind, fields });
     }
     Ok(Schema { groups, messages })
 }
@@ -202,5 +205,8 @@ mod tests {
         let data = secret.fields.iter().find(|f| f.json == "data").unwrap();
         assert_eq!((data.map_key, &data.ty), (Some(Scalar::String), &FieldType::Scalar(Scalar::Bytes)));
         assert!(s.message("k8s.io.api.authentication.v1.ExtraValue").unwrap().wrapper);
+        assert!(s.message("k8s.io.api.apps.v1.Deployment").unwrap().kind);
+        assert!(s.message("k8s.io.apimachinery.pkg.apis.meta.v1.DeleteOptions").unwrap().kind);
+        assert!(!s.message("k8s.io.api.apps.v1.DeploymentSpec").unwrap().kind);
     }
 }
