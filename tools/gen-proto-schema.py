@@ -170,7 +170,8 @@ def parse_go_dir(d):
                 embedded = name is None
                 cur.append({
                     "num": num,
-                    "json": jname if jname else (gotype.lstrip("*").split(".")[-1] if not embedded else ""),
+                    # encoding/json: no tag name → the Go field name (embedded structs are flattened)
+                    "json": jname or ("" if embedded else name),
                     "omitempty": "omitempty" in jparts[1:],
                     "pointer": gotype.startswith("*"),
                     "inline": embedded and jname == "",

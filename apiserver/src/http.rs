@@ -83,10 +83,13 @@ pub fn decode_object(ct: &str, body: &[u8]) -> Result<Value, ApiError> {
             serde_json::to_value(y).map_err(|e| ApiError::bad_request(format!("error converting YAML to JSON: {e}")))?
         }
         "application/json" | "" | "*/*" => serde_json::from_slice(body).map_err(|e| json_error(&e))?,
-        "application/vnd.kubernetes.protobuf" => {
-            return Err(unsupported_media(ct, &["application/json", "application/yaml"]));
+        rkube_registry::proto::CONTENT_TYPE => rkube_registry::proto::decode_object(body)?,
+        other => {
+            return Err(unsupported_media(
+                other,
+                &["application/json", "application/yaml", rkube_registry::proto::CONTENT_TYPE],
+            ));
         }
-        other => return Err(unsupported_media(other, &["application/json", "application/yaml"])),
     };
     if !v.is_object() {
         return Err(ApiError::bad_request("the body of the request must be a JSON object"));

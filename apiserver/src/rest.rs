@@ -191,7 +191,7 @@ impl DeleteOptions {
             ..Default::default()
         };
         if !req.body.iter().all(u8::is_ascii_whitespace) {
-            let b: Value = serde_json::from_slice(&req.body).map_err(|e| http::json_error(&e))?;
+            let b = decode_body(req)?;
             if let Some(g) = b.get("gracePeriodSeconds").and_then(Value::as_i64) {
                 o.grace_period = Some(g);
             }

@@ -523,6 +523,38 @@ mod tests {
         fixture(include_bytes!("testdata/policy.v1.Eviction.pb"), include_str!("testdata/policy.v1.Eviction.json"));
     }
 
+    // ---- bodies captured from stock kubectl 1.32 `kubectl create ...` (testdata/kubectl/<kind>.pb), checked
+    // against the JSON the same command prints with `--dry-run=client -o json` ----
+
+    fn kubectl(pb: &[u8], json_text: &str) {
+        fixture(pb, json_text)
+    }
+
+    #[test]
+    fn kubectl_create_configmap() {
+        kubectl(include_bytes!("testdata/kubectl/configmap.pb"), include_str!("testdata/kubectl/configmap.json"));
+    }
+    #[test]
+    fn kubectl_create_secret() {
+        kubectl(include_bytes!("testdata/kubectl/secret.pb"), include_str!("testdata/kubectl/secret.json"));
+    }
+    #[test]
+    fn kubectl_create_deployment() {
+        kubectl(include_bytes!("testdata/kubectl/deployment.pb"), include_str!("testdata/kubectl/deployment.json"));
+    }
+    #[test]
+    fn kubectl_create_service() {
+        kubectl(include_bytes!("testdata/kubectl/service.pb"), include_str!("testdata/kubectl/service.json"));
+    }
+    #[test]
+    fn kubectl_create_namespace() {
+        kubectl(include_bytes!("testdata/kubectl/namespace.pb"), include_str!("testdata/kubectl/namespace.json"));
+    }
+    #[test]
+    fn kubectl_create_job() {
+        kubectl(include_bytes!("testdata/kubectl/job.pb"), include_str!("testdata/kubectl/job.json"));
+    }
+
     /// Every fixture of a k8s.io/api checkout: `RKUBE_K8S_API_TESTDATA=<api>/testdata/HEAD cargo test
     /// -p rkube-registry proto::tests::all_upstream_fixtures -- --ignored --nocapture`.
     #[test]
