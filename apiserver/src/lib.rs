@@ -116,13 +116,18 @@ pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     Ok(rkube_storage::sqlite::SqliteStore::open(&dir.join("state.db")).context("opening the SQLite store")?)
 }
 
+/// Events the watch cache keeps for watches that resume from a revision.
+/// Each holds the object version it carried, so this bounds memory; a client
+/// further behind gets 410 and re-lists, as with upstream's watch cache.
+const CACHE_HISTORY: usize = 20_000;
+
 /// Build the request handler on a store: watch cache, allocators, bootstrap objects.
 ///
 /// The cache follows the whole key space so that its revision keeps up with
 /// the store's even when a write lands outside `/registry/` (allocations, the
 /// compactor's bookkeeping); only `/registry/` values become objects.
 pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<Server>> {
-    let cache = WatchCache::start(store.clone(), "", 100_000).await.context("starting the watch cache")?;
+    let cache = WatchCache::start(store.clone(), "", CACHE_HISTORY).await.context("starting the watch cache")?;
     let server = Server::new(store, cache, settings);
     server.bootstrap().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     server.set_ready();

@@ -6,6 +6,8 @@
 //! Works in place on JSON so that unknown fields survive; never panics on malformed input
 //! (fields of the wrong type are left for validation to report).
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::quantity::{Quantity, parse_quantity_value};
@@ -573,23 +575,9 @@ fn default_secret(obj: &mut Value) {
     if let Some(data) = m.get_mut("data").and_then(Value::as_object_mut) {
         for (k, v) in string_data {
             let s = v.as_str().unwrap_or("");
-            data.insert(k, Value::from(base64_encode(s.as_bytes())));
+            data.insert(k, Value::from(BASE64.encode(s.as_bytes())));
         }
     }
-}
-
-fn base64_encode(bytes: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        out.push(T[(n >> 18) as usize & 63] as char);
-        out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { T[n as usize & 63] as char } else { '=' });
-    }
-    out
 }
 
 // ---- apps -----------------------------------------------------------------------------------
@@ -986,5 +974,13 @@ mod tests {
         apply_defaults("apps", "v1", "Deployment", &mut bad);
         apply_defaults("", "v1", "Pod", &mut bad);
         assert_eq!(bad["spec"], "nope");
+    }
+
+    #[test]
+    fn secret_string_data_is_padded_std_base64() {
+        let mut sec = json!({"data":{"keep":"eA=="},"stringData":{"f":"f","fo":"fo","foo":"foo","bin":"\u{fbff}"}});
+        apply_defaults("", "v1", "Secret", &mut sec);
+        assert_eq!(sec["data"], json!({"keep":"eA==","f":"Zg==","fo":"Zm8=","foo":"Zm9v","bin":"77+/"}));
+        assert!(sec.get("stringData").is_none());
     }
 }

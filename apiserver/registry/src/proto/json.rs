@@ -10,6 +10,8 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Number, Value};
 
 use super::schema::{Field, FieldType, Message, Scalar, schema};
@@ -281,7 +283,8 @@ fn scalar(s: Scalar, v: &WireValue<'_>, json: &str) -> Result<Value, ApiError> {
     let mismatch = || bad(format!("field {json}: wire type {} does not fit {s:?}", v.wire_name()));
     Ok(match (s, v) {
         (Scalar::String, WireValue::Bytes(b)) => Value::String(String::from_utf8_lossy(b).into_owned()),
-        (Scalar::Bytes, WireValue::Bytes(b)) => Value::String(base64(b)),
+        // Standard base64 with padding, as Go's `encoding/json` prints `[]byte`.
+        (Scalar::Bytes, WireValue::Bytes(b)) => Value::String(BASE64.encode(b)),
         (Scalar::Bool, WireValue::Varint(n)) => Value::Bool(*n != 0),
         (Scalar::Int32, WireValue::Varint(n)) => Value::from(*n as i32),
         (Scalar::Int64, WireValue::Varint(n)) => Value::from(*n as i64),
@@ -297,25 +300,6 @@ fn scalar(s: Scalar, v: &WireValue<'_>, json: &str) -> Result<Value, ApiError> {
         (Scalar::Double, WireValue::Fixed64(n)) => float(f64::from_bits(*n), json)?,
         _ => return Err(mismatch()),
     })
-}
-
-/// Standard base64 with padding, as Go's `encoding/json` prints `[]byte`.
-pub(crate) fn base64(b: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(b.len().div_ceil(3) * 4);
-    for chunk in b.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(chunk.get(1).copied().unwrap_or(0)) << 8)
-            | u32::from(chunk.get(2).copied().unwrap_or(0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// Last varint / bytes of field `n` in a small special message.
@@ -463,12 +447,14 @@ mod tests {
     }
 
     #[test]
-    fn base64_matches_std_encoding() {
-        assert_eq!(base64(b""), "");
-        assert_eq!(base64(b"\x03"), "Aw==");
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(base64(b"hello world"), "aGVsbG8gd29ybGQ=");
+    fn bytes_render_as_std_base64() {
+        let render = |b: &[u8]| scalar(Scalar::Bytes, &WireValue::Bytes(b), "data").unwrap_or(Value::Null);
+        assert_eq!(render(b""), "");
+        assert_eq!(render(b"\x03"), "Aw==");
+        assert_eq!(render(b"ab"), "YWI=");
+        assert_eq!(render(b"abc"), "YWJj");
+        assert_eq!(render(b"\xfb\xff"), "+/8=");
+        assert_eq!(render(b"hello world"), "aGVsbG8gd29ybGQ=");
     }
 
     #[test]

@@ -1,0 +1,3 @@
+//! rkube-controller-common: Helpers shared by controllers: owner references, expectations, hashing, conditions, events.
+//!
+//! (being written)

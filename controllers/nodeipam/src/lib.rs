@@ -1,0 +1,3 @@
+//! rkube-controller-nodeipam: Hands out node podCIDRs from --cluster-cidr.
+//!
+//! (being written)

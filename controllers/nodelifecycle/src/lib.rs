@@ -1,0 +1,3 @@
+//! rkube-controller-nodelifecycle: Node health from leases: NotReady/Unknown, taints, eviction of pods.
+//!
+//! (being written)

@@ -1,0 +1,3 @@
+//! rkube-controller-replicaset: ReplicaSet controller: pods to match replicas, adoption, status.
+//!
+//! (being written)
