@@ -24,8 +24,30 @@ pub fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
 
 /// Fields the server computes on create, once the uid is known.
 pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
-    if let ("batch", "jobs") = (info.group, info.resource) {
-        rkube_registry::defaults::job_generate_selector(obj);
+    match (info.group, info.resource) {
+        ("batch", "jobs") => rkube_registry::defaults::job_generate_selector(obj),
+        ("", "pods") => default_toleration_seconds(obj),
+        _ => {}
+    }
+}
+
+/// Upstream's DefaultTolerationSeconds admission: pods tolerate a not-ready
+/// or unreachable node for 300 s before the node lifecycle controller evicts them.
+pub fn default_toleration_seconds(pod: &mut Value) {
+    const SECONDS: i64 = 300;
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let op = t.get("operator").and_then(Value::as_str).unwrap_or("Equal");
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || (k.is_empty() && op == "Exists")) && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": SECONDS}));
+        }
     }
 }
 
@@ -49,6 +71,21 @@ pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn default_tolerations_are_added_once() {
+        let mut pod = json!({"spec": {"containers": [], "tolerations": [
+            {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}
+        ]}});
+        default_toleration_seconds(&mut pod);
+        let t = pod["spec"]["tolerations"].as_array().unwrap();
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["tolerationSeconds"], 10);
+        assert_eq!(t[1]["key"], "node.kubernetes.io/not-ready");
+        assert_eq!(t[1]["tolerationSeconds"], 300);
+        default_toleration_seconds(&mut pod);
+        assert_eq!(pod["spec"]["tolerations"].as_array().unwrap().len(), 2);
+    }
 
     #[test]
     fn only_bound_running_pods_wait() {

@@ -99,13 +99,10 @@ pub fn convert(
 // Small JSON helpers.
 // ---------------------------------------------------------------------------
 
+/// Copy each of `keys` from `from` to `to` when present and not null.
 fn copy_keys(from: &Map<String, Value>, to: &mut Map<String, Value>, keys: &[&str]) {
     for k in keys {
-        if let Some(v) = from.get(*k)
-            && !v.is_null()
-        {
-            to.insert((*k).to_string(), v.clone());
-        }
+        copy_as(from, k, to, k);
     }
 }
 
@@ -201,10 +198,10 @@ fn metric_identifier_from_v1(src: &Map<String, Value>, selector_key: &str) -> Va
     Value::Object(id)
 }
 
-fn metric_spec_to_v1(metric: &Value) -> Value {
-    let Some(m) = metric.as_object() else {
-        return metric.clone();
-    };
+/// A metric's `type`, the member holding its source (`resource`, `pods`, ...) and that
+/// source; `None` for an unknown type or a missing source (such a metric is passed through).
+fn metric_source(metric: &Value) -> Option<(&str, &'static str, &Map<String, Value>)> {
+    let m = metric.as_object()?;
     let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
     let key = match ty {
         "Resource" => "resource",
@@ -212,9 +209,13 @@ fn metric_spec_to_v1(metric: &Value) -> Value {
         "Pods" => "pods",
         "Object" => "object",
         "External" => "external",
-        _ => return metric.clone(),
+        _ => return None,
     };
-    let Some(src) = obj(m.get(key)) else {
+    Some((ty, key, obj(m.get(key))?))
+}
+
+fn metric_spec_to_v1(metric: &Value) -> Value {
+    let Some((ty, key, src)) = metric_source(metric) else {
         return metric.clone();
     };
     let target = obj(src.get("target")).cloned().unwrap_or_default();
@@ -245,19 +246,7 @@ fn metric_spec_to_v1(metric: &Value) -> Value {
 }
 
 fn metric_spec_from_v1(metric: &Value) -> Value {
-    let Some(m) = metric.as_object() else {
-        return metric.clone();
-    };
-    let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
-    let key = match ty {
-        "Resource" => "resource",
-        "ContainerResource" => "containerResource",
-        "Pods" => "pods",
-        "Object" => "object",
-        "External" => "external",
-        _ => return metric.clone(),
-    };
-    let Some(src) = obj(m.get(key)) else {
+    let Some((ty, key, src)) = metric_source(metric) else {
         return metric.clone();
     };
     let mut out = Map::new();
@@ -301,19 +290,7 @@ fn metric_spec_from_v1(metric: &Value) -> Value {
 }
 
 fn metric_status_to_v1(metric: &Value) -> Value {
-    let Some(m) = metric.as_object() else {
-        return metric.clone();
-    };
-    let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
-    let key = match ty {
-        "Resource" => "resource",
-        "ContainerResource" => "containerResource",
-        "Pods" => "pods",
-        "Object" => "object",
-        "External" => "external",
-        _ => return metric.clone(),
-    };
-    let Some(src) = obj(m.get(key)) else {
+    let Some((ty, key, src)) = metric_source(metric) else {
         return metric.clone();
     };
     let current = obj(src.get("current")).cloned().unwrap_or_default();
@@ -344,19 +321,7 @@ fn metric_status_to_v1(metric: &Value) -> Value {
 }
 
 fn metric_status_from_v1(metric: &Value) -> Value {
-    let Some(m) = metric.as_object() else {
-        return metric.clone();
-    };
-    let ty = m.get("type").and_then(Value::as_str).unwrap_or_default();
-    let key = match ty {
-        "Resource" => "resource",
-        "ContainerResource" => "containerResource",
-        "Pods" => "pods",
-        "Object" => "object",
-        "External" => "external",
-        _ => return metric.clone(),
-    };
-    let Some(src) = obj(m.get(key)) else {
+    let Some((ty, key, src)) = metric_source(metric) else {
         return metric.clone();
     };
     let mut out = Map::new();

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use crate::quantity::{Quantity, parse_quantity_value};
+use crate::validation::VOLUME_SOURCES;
 
 /// Fill upstream's defaults in place, for a kind in its served/storage version.
 pub fn apply_defaults(group: &str, version: &str, kind: &str, obj: &mut Value) {
@@ -375,42 +376,10 @@ fn default_pull_policy(image: &str) -> &'static str {
 }
 
 fn default_volume(v: &mut Value) {
-    const SOURCES: &[&str] = &[
-        "hostPath",
-        "emptyDir",
-        "gcePersistentDisk",
-        "awsElasticBlockStore",
-        "gitRepo",
-        "secret",
-        "nfs",
-        "iscsi",
-        "glusterfs",
-        "persistentVolumeClaim",
-        "rbd",
-        "flexVolume",
-        "cinder",
-        "cephfs",
-        "flocker",
-        "downwardAPI",
-        "fc",
-        "azureFile",
-        "configMap",
-        "vsphereVolume",
-        "quobyte",
-        "azureDisk",
-        "photonPersistentDisk",
-        "projected",
-        "portworxVolume",
-        "scaleIO",
-        "storageos",
-        "csi",
-        "ephemeral",
-        "image",
-    ];
     let Some(m) = v.as_object() else {
         return;
     };
-    if !SOURCES.iter().any(|s| !absent(m, s)) {
+    if !VOLUME_SOURCES.iter().any(|s| !absent(m, s)) {
         set(v, "emptyDir", json!({}));
     }
     for src in ["secret", "configMap", "downwardAPI", "projected"] {
@@ -458,6 +427,15 @@ fn default_downward_items(d: &mut Value) {
     }
 }
 
+/// `metadata.labels` of a workload default to its pod template's labels when empty.
+fn default_labels_from_template(obj: &mut Value, labels: Value) {
+    if let Some(meta) = ensure_obj(obj, "metadata")
+        && meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty())
+    {
+        meta["labels"] = labels;
+    }
+}
+
 fn default_rc(obj: &mut Value) {
     let tmpl_labels =
         obj.pointer("/spec/template/metadata/labels").cloned().filter(|l| l.as_object().is_some_and(|m| !m.is_empty()));
@@ -471,13 +449,8 @@ fn default_rc(obj: &mut Value) {
         }
         default_template_in(spec);
     }
-    if let Some(labels) = tmpl_labels
-        && let Some(meta) = ensure_obj(obj, "metadata")
-    {
-        let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
-        if empty {
-            meta["labels"] = labels;
-        }
+    if let Some(labels) = tmpl_labels {
+        default_labels_from_template(obj, labels);
     }
 }
 
@@ -676,13 +649,8 @@ fn default_job(obj: &mut Value) {
     }
     set_str(spec, "podReplacementPolicy", if has_pfp { "Failed" } else { "TerminatingOrFailed" });
     default_template_in(spec);
-    if let Some(labels) = tmpl_labels
-        && let Some(meta) = ensure_obj(obj, "metadata")
-    {
-        let empty = meta.get("labels").and_then(Value::as_object).is_none_or(|m| m.is_empty());
-        if empty {
-            meta["labels"] = labels;
-        }
+    if let Some(labels) = tmpl_labels {
+        default_labels_from_template(obj, labels);
     }
 }
 
@@ -980,7 +948,7 @@ mod tests {
     fn secret_string_data_is_padded_std_base64() {
         let mut sec = json!({"data":{"keep":"eA=="},"stringData":{"f":"f","fo":"fo","foo":"foo","bin":"\u{fbff}"}});
         apply_defaults("", "v1", "Secret", &mut sec);
-        assert_eq!(sec["data"], json!({"keep":"eA==","f":"Zg==","fo":"Zm8=","foo":"Zm9v","bin":"77+/"}));
+        assert_eq!(sec["data"], json!({"keep":"eA==","f":"Zg==","fo":"Zm8=","foo":"Zm9v","bin":"76+/"}));
         assert!(sec.get("stringData").is_none());
     }
 }

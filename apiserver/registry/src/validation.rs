@@ -21,6 +21,8 @@ use serde_json::Value;
 
 use crate::status::{FieldError, FieldErrorType};
 
+pub(crate) use pod::VOLUME_SOURCES;
+
 /// How upstream validates `metadata.name` of a resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameRule {
@@ -212,16 +214,22 @@ pub(crate) fn inclusive_range_error(lo: i64, hi: i64) -> String {
     format!("must be between {lo} and {hi}, inclusive")
 }
 
-/// A DNS-1123 subdomain (`example.com`): most object names.
-pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
+/// Upstream's usual pair of checks: at most `max` bytes, and the whole of `s` matching `re`
+/// (reported with `msg`, the pattern `fmt` and `examples`).
+fn max_len_and_pattern(s: &str, max: usize, re: &Regex, msg: &str, fmt: &str, examples: &[&str]) -> Vec<String> {
     let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push(max_len_error(253));
+    if s.len() > max {
+        errs.push(max_len_error(max));
     }
-    if !DNS1123_SUBDOMAIN_RE.is_match(s) {
-        errs.push(regex_error(DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"]));
+    if !re.is_match(s) {
+        errs.push(regex_error(msg, fmt, examples));
     }
     errs
+}
+
+/// A DNS-1123 subdomain (`example.com`): most object names.
+pub fn is_dns1123_subdomain(s: &str) -> Vec<String> {
+    max_len_and_pattern(s, 253, &DNS1123_SUBDOMAIN_RE, DNS1123_SUBDOMAIN_ERR, DNS1123_SUBDOMAIN_FMT, &["example.com"])
 }
 
 /// A DNS-1123 label (`my-name`): namespaces, container names, port names of services.
@@ -242,14 +250,11 @@ pub fn is_dns1123_label(s: &str) -> Vec<String> {
 
 /// A DNS-1035 label (`my-name`, starts with a letter): service names.
 pub fn is_dns1035_label(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !DNS1035_LABEL_RE.is_match(s) {
-        errs.push(regex_error(DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"]));
-    }
-    errs
+    max_len_and_pattern(s, 63, &DNS1035_LABEL_RE, DNS1035_LABEL_ERR, DNS1035_LABEL_FMT, &["my-name", "abc-123"])
+}
+
+fn qualified_name_regex_error() -> String {
+    regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
 }
 
 /// A qualified name (`example.com/MyName`): label and annotation keys, finalizers.
@@ -271,7 +276,7 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
         _ => {
             errs.push(format!(
                 "a qualified name {} with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')",
-                regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
+                qualified_name_regex_error()
             ));
             return errs;
         }
@@ -282,35 +287,26 @@ pub fn is_qualified_name(s: &str) -> Vec<String> {
         errs.push(format!("name part {}", max_len_error(63)));
     }
     if !QUALIFIED_NAME_RE.is_match(name) {
-        errs.push(format!(
-            "name part {}",
-            regex_error(QUALIFIED_NAME_ERR, QUALIFIED_NAME_FMT, &["MyName", "my.name", "123-abc"])
-        ));
+        errs.push(format!("name part {}", qualified_name_regex_error()));
     }
     errs
 }
 
 /// A label value: empty, or up to 63 alphanumerics with `-_.` inside.
 pub fn is_valid_label_value(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 63 {
-        errs.push(max_len_error(63));
-    }
-    if !LABEL_VALUE_RE.is_match(s) {
-        errs.push(regex_error(LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"]));
-    }
-    errs
+    max_len_and_pattern(s, 63, &LABEL_VALUE_RE, LABEL_VALUE_ERR, LABEL_VALUE_FMT, &["MyValue", "my_value", "12345"])
 }
 
 /// A key of a ConfigMap or Secret.
 pub fn is_config_map_key(s: &str) -> Vec<String> {
-    let mut errs = Vec::new();
-    if s.len() > 253 {
-        errs.push(max_len_error(253));
-    }
-    if !CONFIG_KEY_RE.is_match(s) {
-        errs.push(regex_error(CONFIG_KEY_ERR, CONFIG_KEY_FMT, &["key.name", "KEY_NAME", "key-name"]));
-    }
+    let mut errs = max_len_and_pattern(
+        s,
+        253,
+        &CONFIG_KEY_RE,
+        CONFIG_KEY_ERR,
+        CONFIG_KEY_FMT,
+        &["key.name", "KEY_NAME", "key-name"],
+    );
     if s == "." {
         errs.push("must not be '.'".to_string());
     } else if s == ".." {

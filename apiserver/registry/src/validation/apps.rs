@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::pod::validate_pod_template;
+use super::pod::validate_workload_template;
 use super::{
-    IMMUTABLE, arr_at, at, enum_field, go_label_selector, go_string_map, int_at, int_or_percent_value, invalid_go,
-    nonnegative, not_more_than_100_percent, selector_is_empty, selector_matches, str_at, validate_label_selector,
+    IMMUTABLE, arr_at, at, enum_field, go_label_selector, int_at, int_or_percent_value, invalid_go, nonnegative,
+    not_more_than_100_percent, selector_is_empty, selector_matches, str_at, validate_label_selector,
     validate_positive_int_or_percent,
 };
 use crate::status::FieldError;
@@ -89,21 +89,12 @@ fn workload_common(spec: &Value, what: &str, has_replicas: bool, errs: &mut Vec<
             }
         }
     }
-    let Some(tmpl) = spec.get("template").filter(|t| t.is_object()) else {
-        errs.push(FieldError::required("spec.template", ""));
+    let selects = |labels: Option<&Value>| {
+        selector.filter(|s| !selector_is_empty(s)).is_none_or(|sel| selector_matches(sel, labels))
+    };
+    let Some(tmpl) = validate_workload_template(spec, selects, errs) else {
         return;
     };
-    if let Some(sel) = selector.filter(|s| !selector_is_empty(s)) {
-        let labels = at(tmpl, &["metadata", "labels"]);
-        if !selector_matches(sel, labels) {
-            errs.push(invalid_go(
-                "spec.template.metadata.labels",
-                &go_string_map(labels),
-                "`selector` does not match template `labels`",
-            ));
-        }
-    }
-    validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" && ["Always", "OnFailure", "Never"].contains(&rp) {
         errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));

@@ -5,11 +5,10 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::pod::{validate_pod, validate_pod_template, validate_port_num_or_name};
+use super::pod::{validate_pod, validate_pod_template, validate_port_num_or_name, validate_workload_template};
 use super::{
-    arr_at, at, enum_field, go_quote, go_string_map, int_at, invalid_go, is_config_map_key, is_dns1123_label,
-    is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at, str_at,
-    validate_labels,
+    arr_at, at, enum_field, go_quote, int_at, invalid_go, is_config_map_key, is_dns1123_label, is_dns1123_subdomain,
+    is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at, str_at, validate_labels,
 };
 use crate::quantity::parse_quantity_value;
 use crate::status::FieldError;
@@ -515,22 +514,14 @@ fn validate_rc(obj: &Value, errs: &mut Vec<FieldError>) {
         errs.push(FieldError::required("spec.selector", ""));
     }
     validate_labels(spec.get("selector"), "spec.selector", errs);
-    let Some(tmpl) = spec.get("template").filter(|t| t.is_object()) else {
-        errs.push(FieldError::required("spec.template", ""));
+    let selects = |labels: Option<&Value>| {
+        selector
+            .filter(|s| !s.is_empty())
+            .is_none_or(|sel| sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)))
+    };
+    let Some(tmpl) = validate_workload_template(spec, selects, errs) else {
         return;
     };
-    if let Some(sel) = selector.filter(|s| !s.is_empty()) {
-        let labels = at(tmpl, &["metadata", "labels"]);
-        let matches = sel.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
-        if !matches {
-            errs.push(invalid_go(
-                "spec.template.metadata.labels",
-                &go_string_map(labels),
-                "`selector` does not match template `labels`",
-            ));
-        }
-    }
-    validate_pod_template(tmpl, "spec.template", errs);
     let rp = str_at(tmpl, &["spec", "restartPolicy"]);
     if !rp.is_empty() && rp != "Always" {
         errs.push(FieldError::not_supported("spec.template.spec.restartPolicy", Value::from(rp), &["Always"]));

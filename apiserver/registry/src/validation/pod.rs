@@ -8,14 +8,15 @@ use serde_json::Value;
 
 use super::meta::validate_annotations;
 use super::{
-    IS_NEGATIVE, arr_at, at, enum_field, inclusive_range_error, int_at, is_config_map_key, is_dns1123_label,
-    is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_name, is_valid_port_num, obj_at, str_at,
-    validate_labels,
+    IS_NEGATIVE, arr_at, at, enum_field, go_string_map, inclusive_range_error, int_at, invalid_go, is_config_map_key,
+    is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_name, is_valid_port_num,
+    obj_at, str_at, validate_labels,
 };
 use crate::quantity::{QUANTITY_FORMAT_ERROR, parse_quantity_value};
 use crate::status::FieldError;
 
-const VOLUME_SOURCES: &[&str] = &[
+/// The members of `VolumeSource`: a volume names exactly one of them.
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "hostPath",
     "emptyDir",
     "gcePersistentDisk",
@@ -47,6 +48,30 @@ const VOLUME_SOURCES: &[&str] = &[
     "ephemeral",
     "image",
 ];
+
+/// `spec.template` of a workload (ReplicationController, apps kinds): required, its labels
+/// satisfying the workload's selector (`selects` sees the template labels), and a valid pod
+/// template. Returns the template when present.
+pub(crate) fn validate_workload_template<'a>(
+    spec: &'a Value,
+    selects: impl FnOnce(Option<&Value>) -> bool,
+    errs: &mut Vec<FieldError>,
+) -> Option<&'a Value> {
+    let Some(tmpl) = spec.get("template").filter(|t| t.is_object()) else {
+        errs.push(FieldError::required("spec.template", ""));
+        return None;
+    };
+    let labels = at(tmpl, &["metadata", "labels"]);
+    if !selects(labels) {
+        errs.push(invalid_go(
+            "spec.template.metadata.labels",
+            &go_string_map(labels),
+            "`selector` does not match template `labels`",
+        ));
+    }
+    validate_pod_template(tmpl, "spec.template", errs);
+    Some(tmpl)
+}
 
 /// `ValidatePodTemplateSpec`: labels, annotations and spec of a template at `path` (`spec.template`).
 pub(crate) fn validate_pod_template(tmpl: &Value, path: &str, errs: &mut Vec<FieldError>) {
