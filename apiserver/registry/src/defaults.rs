@@ -555,20 +555,26 @@ fn default_secret(obj: &mut Value) {
 
 // ---- apps -----------------------------------------------------------------------------------
 
+/// A Deployment's `strategy` or a DaemonSet's `updateStrategy`: `RollingUpdate` unless set,
+/// and then the rolling update's `maxUnavailable` and `maxSurge`.
+fn default_rolling_update(spec: &mut Value, key: &str, max_unavailable: Value, max_surge: Value) {
+    if let Some(strategy) = ensure_obj(spec, key) {
+        set_str(strategy, "type", "RollingUpdate");
+        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
+            && let Some(ru) = ensure_obj(strategy, "rollingUpdate")
+        {
+            set(ru, "maxUnavailable", max_unavailable);
+            set(ru, "maxSurge", max_surge);
+        }
+    }
+}
+
 fn default_deployment(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
     set(spec, "replicas", json!(1));
-    if let Some(strategy) = ensure_obj(spec, "strategy") {
-        set_str(strategy, "type", "RollingUpdate");
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-            && let Some(ru) = ensure_obj(strategy, "rollingUpdate")
-        {
-            set(ru, "maxUnavailable", json!("25%"));
-            set(ru, "maxSurge", json!("25%"));
-        }
-    }
+    default_rolling_update(spec, "strategy", json!("25%"), json!("25%"));
     set(spec, "revisionHistoryLimit", json!(10));
     set(spec, "progressDeadlineSeconds", json!(600));
     default_template_in(spec);
@@ -578,15 +584,7 @@ fn default_daemonset(obj: &mut Value) {
     let Some(spec) = ensure_obj(obj, "spec") else {
         return;
     };
-    if let Some(strategy) = ensure_obj(spec, "updateStrategy") {
-        set_str(strategy, "type", "RollingUpdate");
-        if strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate")
-            && let Some(ru) = ensure_obj(strategy, "rollingUpdate")
-        {
-            set(ru, "maxUnavailable", json!(1));
-            set(ru, "maxSurge", json!(0));
-        }
-    }
+    default_rolling_update(spec, "updateStrategy", json!(1), json!(0));
     set(spec, "revisionHistoryLimit", json!(10));
     default_template_in(spec);
 }

@@ -84,6 +84,16 @@ fn strings(xs: &[&str]) -> Value {
     Value::Array(xs.iter().map(|s| Value::String((*s).to_string())).collect())
 }
 
+/// `shortNames` and `categories` of a resource entry, each only when there are any.
+fn insert_short_names_and_categories(m: &mut Map<String, Value>, r: &ResourceInfo) {
+    if !r.short_names.is_empty() {
+        m.insert("shortNames".into(), strings(r.short_names));
+    }
+    if !r.categories.is_empty() {
+        m.insert("categories".into(), strings(r.categories));
+    }
+}
+
 /// The upstream storage version hash of a group/version/kind: base64 of the
 /// first 8 bytes of SHA-256 over `group/version/kind`.
 pub fn storage_version_hash(group: &str, version: &str, kind: &str) -> String {
@@ -115,12 +125,7 @@ pub fn api_resource_list(resources: &[&ResourceInfo], group: &str, version: &str
         m.insert("namespaced".into(), json!(r.namespaced));
         m.insert("kind".into(), json!(r.kind));
         m.insert("verbs".into(), strings(r.verbs));
-        if !r.short_names.is_empty() {
-            m.insert("shortNames".into(), strings(r.short_names));
-        }
-        if !r.categories.is_empty() {
-            m.insert("categories".into(), strings(r.categories));
-        }
+        insert_short_names_and_categories(&mut m, r);
         if let Some(h) = resource_storage_hash(r) {
             m.insert("storageVersionHash".into(), json!(h));
         }
@@ -163,12 +168,7 @@ fn resource_discovery(r: &ResourceInfo) -> Value {
     m.insert("scope".into(), json!(if r.namespaced { "Namespaced" } else { "Cluster" }));
     m.insert("singularResource".into(), json!(r.singular));
     m.insert("verbs".into(), strings(r.verbs));
-    if !r.short_names.is_empty() {
-        m.insert("shortNames".into(), strings(r.short_names));
-    }
-    if !r.categories.is_empty() {
-        m.insert("categories".into(), strings(r.categories));
-    }
+    insert_short_names_and_categories(&mut m, r);
     if !r.subresources.is_empty() {
         let mut subs: Vec<_> = r.subresources.iter().collect();
         subs.sort_by(|a, b| a.name.cmp(b.name));

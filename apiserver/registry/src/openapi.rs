@@ -248,6 +248,66 @@ struct OpSpec {
     responses: Vec<(&'static str, &'static str, Option<Value>)>,
 }
 
+/// The responses of a write (create, replace, patch): 200 and 201 with the object, and 202
+/// too when `accepted` (creates).
+fn write_responses(schema: Value, accepted: bool) -> Vec<(&'static str, &'static str, Option<Value>)> {
+    let mut out = vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema.clone()))];
+    if accepted {
+        out.push(("202", "Accepted", Some(schema)));
+    }
+    out
+}
+
+impl OpSpec {
+    /// An operation without parameters that consumes anything and produces the usual media types.
+    fn new(
+        method: &'static str,
+        action: &'static str,
+        id: String,
+        description: String,
+        gvk: (String, String, String),
+        responses: Vec<(&'static str, &'static str, Option<Value>)>,
+    ) -> Self {
+        OpSpec {
+            method,
+            action,
+            id,
+            description,
+            gvk,
+            params: Vec::new(),
+            consumes: vec!["*/*"],
+            produces: PRODUCES.to_vec(),
+            responses,
+        }
+    }
+
+    /// `create` (`post`) or `replace` (`put`): the body is the object itself.
+    fn write(
+        method: &'static str,
+        id: String,
+        description: String,
+        gvk: (String, String, String),
+        schema: Value,
+        responses: Vec<(&'static str, &'static str, Option<Value>)>,
+    ) -> Self {
+        OpSpec { params: write_params(schema), ..OpSpec::new(method, method, id, description, gvk, responses) }
+    }
+
+    /// `patch`: the patch media types and parameters.
+    fn patch(
+        id: String,
+        description: String,
+        gvk: (String, String, String),
+        responses: Vec<(&'static str, &'static str, Option<Value>)>,
+    ) -> Self {
+        OpSpec {
+            params: patch_params(),
+            consumes: PATCH_CONSUMES.to_vec(),
+            ..OpSpec::new("patch", "patch", id, description, gvk, responses)
+        }
+    }
+}
+
 fn operation(op: OpSpec, group: &str, version: &str) -> Value {
     let mut responses = Map::new();
     for (code, desc, schema) in op.responses {
@@ -290,7 +350,18 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
     let deleted = || {
         if r.delete_returns_object() { kind_schema() } else { meta_ref("Status") }
     };
-    let list_schema = || schema_ref(g, v, &format!("{}List", r.kind));
+    let list_op = |id: String| OpSpec {
+        params: list_params(),
+        produces: PRODUCES.iter().chain(WATCH_PRODUCES.iter()).copied().collect(),
+        ..OpSpec::new(
+            "get",
+            "list",
+            id,
+            format!("list or watch objects of kind {}", r.kind),
+            gvk(),
+            vec![("200", "OK", Some(schema_ref(g, v, &format!("{}List", r.kind))))],
+        )
+    };
     let base = base_path(g, v);
     let collection = if r.namespaced {
         format!("{base}/namespaces/{{namespace}}/{}", r.resource)
@@ -300,16 +371,6 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
     let item = format!("{collection}/{{name}}");
     let ns_param = || path_param("namespace", "object name and auth scope, such as for teams and projects");
     let name_param = |kind: &str| path_param("name", &format!("name of the {kind}"));
-    let standard = |schema: Value| {
-        (
-            vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema.clone()))],
-            vec![
-                ("200", "OK", Some(schema.clone())),
-                ("201", "Created", Some(schema.clone())),
-                ("202", "Accepted", Some(schema)),
-            ],
-        )
-    };
     let mut out = Vec::new();
     let mut push = |path: String, path_params: Vec<Value>, ops: Vec<OpSpec>| {
         if ops.is_empty() {
@@ -327,42 +388,29 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
     // Collection: list, create, deletecollection.
     let mut ops = Vec::new();
     if r.has_verb("list") {
-        ops.push(OpSpec {
-            method: "get",
-            action: "list",
-            id: format!("list{gv}{scope}{}", r.kind),
-            description: format!("list or watch objects of kind {}", r.kind),
-            gvk: gvk(),
-            params: list_params(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.iter().chain(WATCH_PRODUCES.iter()).copied().collect(),
-            responses: vec![("200", "OK", Some(list_schema()))],
-        });
+        ops.push(list_op(format!("list{gv}{scope}{}", r.kind)));
     }
     if r.has_verb("create") {
-        ops.push(OpSpec {
-            method: "post",
-            action: "post",
-            id: format!("create{gv}{scope}{}", r.kind),
-            description: format!("create a {}", r.kind),
-            gvk: gvk(),
-            params: write_params(kind_schema()),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: standard(kind_schema()).1,
-        });
+        ops.push(OpSpec::write(
+            "post",
+            format!("create{gv}{scope}{}", r.kind),
+            format!("create a {}", r.kind),
+            gvk(),
+            kind_schema(),
+            write_responses(kind_schema(), true),
+        ));
     }
     if r.has_verb("deletecollection") {
         ops.push(OpSpec {
-            method: "delete",
-            action: "deletecollection",
-            id: format!("delete{gv}Collection{scope}{}", r.kind),
-            description: format!("delete collection of {}", r.kind),
-            gvk: gvk(),
             params: delete_collection_params(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(meta_ref("Status")))],
+            ..OpSpec::new(
+                "delete",
+                "deletecollection",
+                format!("delete{gv}Collection{scope}{}", r.kind),
+                format!("delete collection of {}", r.kind),
+                gvk(),
+                vec![("200", "OK", Some(meta_ref("Status")))],
+            )
         });
     }
     let mut coll_params = Vec::new();
@@ -375,55 +423,44 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
     // Item: get, replace, patch, delete.
     let mut ops = Vec::new();
     if r.has_verb("get") {
-        ops.push(OpSpec {
-            method: "get",
-            action: "get",
-            id: format!("read{gv}{scope}{}", r.kind),
-            description: format!("read the specified {}", r.kind),
-            gvk: gvk(),
-            params: Vec::new(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(kind_schema()))],
-        });
+        ops.push(OpSpec::new(
+            "get",
+            "get",
+            format!("read{gv}{scope}{}", r.kind),
+            format!("read the specified {}", r.kind),
+            gvk(),
+            vec![("200", "OK", Some(kind_schema()))],
+        ));
     }
     if r.has_verb("update") {
-        ops.push(OpSpec {
-            method: "put",
-            action: "put",
-            id: format!("replace{gv}{scope}{}", r.kind),
-            description: format!("replace the specified {}", r.kind),
-            gvk: gvk(),
-            params: write_params(kind_schema()),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: standard(kind_schema()).0,
-        });
+        ops.push(OpSpec::write(
+            "put",
+            format!("replace{gv}{scope}{}", r.kind),
+            format!("replace the specified {}", r.kind),
+            gvk(),
+            kind_schema(),
+            write_responses(kind_schema(), false),
+        ));
     }
     if r.has_verb("patch") {
-        ops.push(OpSpec {
-            method: "patch",
-            action: "patch",
-            id: format!("patch{gv}{scope}{}", r.kind),
-            description: format!("partially update the specified {}", r.kind),
-            gvk: gvk(),
-            params: patch_params(),
-            consumes: PATCH_CONSUMES.to_vec(),
-            produces: PRODUCES.to_vec(),
-            responses: standard(kind_schema()).0,
-        });
+        ops.push(OpSpec::patch(
+            format!("patch{gv}{scope}{}", r.kind),
+            format!("partially update the specified {}", r.kind),
+            gvk(),
+            write_responses(kind_schema(), false),
+        ));
     }
     if r.has_verb("delete") {
         ops.push(OpSpec {
-            method: "delete",
-            action: "delete",
-            id: format!("delete{gv}{scope}{}", r.kind),
-            description: format!("delete a {}", r.kind),
-            gvk: gvk(),
             params: delete_params(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(deleted())), ("202", "Accepted", Some(deleted()))],
+            ..OpSpec::new(
+                "delete",
+                "delete",
+                format!("delete{gv}{scope}{}", r.kind),
+                format!("delete a {}", r.kind),
+                gvk(),
+                vec![("200", "OK", Some(deleted())), ("202", "Accepted", Some(deleted()))],
+            )
         });
     }
     let mut item_params = vec![name_param(r.kind)];
@@ -435,17 +472,7 @@ fn resource_paths(r: &ResourceInfo) -> Vec<(String, Value)> {
 
     // All-namespaces list.
     if r.namespaced && r.has_verb("list") {
-        let op = OpSpec {
-            method: "get",
-            action: "list",
-            id: format!("list{gv}{}ForAllNamespaces", r.kind),
-            description: format!("list or watch objects of kind {}", r.kind),
-            gvk: gvk(),
-            params: list_params(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.iter().chain(WATCH_PRODUCES.iter()).copied().collect(),
-            responses: vec![("200", "OK", Some(list_schema()))],
-        };
+        let op = list_op(format!("list{gv}{}ForAllNamespaces", r.kind));
         push(format!("{base}/{}", r.resource), vec![p_pretty()], vec![op]);
     }
 
@@ -497,15 +524,15 @@ fn subresource_paths(
                     continue;
                 }
                 ops.push(OpSpec {
-                    method,
-                    action: "connect",
-                    id: format!("connect{gv}{m_camel}{scope}{}{sub_camel}{suffix}", r.kind),
-                    description: format!("connect {method} requests to {} of {}", s.name, r.kind),
-                    gvk: gvk(),
-                    params: Vec::new(),
-                    consumes: vec!["*/*"],
                     produces: vec!["*/*"],
-                    responses: vec![("200", "OK", Some(json!({"type": "string"})))],
+                    ..OpSpec::new(
+                        method,
+                        "connect",
+                        format!("connect{gv}{m_camel}{scope}{}{sub_camel}{suffix}", r.kind),
+                        format!("connect {method} requests to {} of {}", s.name, r.kind),
+                        gvk(),
+                        vec![("200", "OK", Some(json!({"type": "string"})))],
+                    )
                 });
             }
             let mut params = path_params.clone();
@@ -524,73 +551,55 @@ fn subresource_paths(
     if s.name == "log" {
         params.extend(subresource_query_params("log"));
         ops.push(OpSpec {
-            method: "get",
-            action: "get",
-            id: format!("read{gv}{scope}{}Log", r.kind),
-            description: format!("read log of the specified {}", r.kind),
-            gvk: gvk(),
-            params: Vec::new(),
-            consumes: vec!["*/*"],
             produces: std::iter::once("text/plain").chain(PRODUCES.iter().copied()).collect(),
-            responses: vec![("200", "OK", Some(json!({"type": "string"})))],
+            ..OpSpec::new(
+                "get",
+                "get",
+                format!("read{gv}{scope}{}Log", r.kind),
+                format!("read log of the specified {}", r.kind),
+                gvk(),
+                vec![("200", "OK", Some(json!({"type": "string"})))],
+            )
         });
         return vec![(path, params, ops)];
     }
     if s.verbs.contains(&"get") {
-        ops.push(OpSpec {
-            method: "get",
-            action: "get",
-            id: format!("read{gv}{scope}{}{sub_camel}", r.kind),
-            description: format!("read {} of the specified {}", s.name, r.kind),
-            gvk: gvk(),
-            params: Vec::new(),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(schema.clone()))],
-        });
+        ops.push(OpSpec::new(
+            "get",
+            "get",
+            format!("read{gv}{scope}{}{sub_camel}", r.kind),
+            format!("read {} of the specified {}", s.name, r.kind),
+            gvk(),
+            vec![("200", "OK", Some(schema.clone()))],
+        ));
     }
     if s.verbs.contains(&"create") {
-        ops.push(OpSpec {
-            method: "post",
-            action: "post",
-            id: format!("create{gv}{scope}{}{sub_camel}", r.kind),
-            description: format!("create {} of a {}", s.name, r.kind),
-            gvk: gvk(),
-            params: write_params(schema.clone()),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![
-                ("200", "OK", Some(schema.clone())),
-                ("201", "Created", Some(schema.clone())),
-                ("202", "Accepted", Some(schema.clone())),
-            ],
-        });
+        ops.push(OpSpec::write(
+            "post",
+            format!("create{gv}{scope}{}{sub_camel}", r.kind),
+            format!("create {} of a {}", s.name, r.kind),
+            gvk(),
+            schema.clone(),
+            write_responses(schema.clone(), true),
+        ));
     }
     if s.verbs.contains(&"update") {
-        ops.push(OpSpec {
-            method: "put",
-            action: "put",
-            id: format!("replace{gv}{scope}{}{sub_camel}", r.kind),
-            description: format!("replace {} of the specified {}", s.name, r.kind),
-            gvk: gvk(),
-            params: write_params(schema.clone()),
-            consumes: vec!["*/*"],
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema.clone()))],
-        });
+        ops.push(OpSpec::write(
+            "put",
+            format!("replace{gv}{scope}{}{sub_camel}", r.kind),
+            format!("replace {} of the specified {}", s.name, r.kind),
+            gvk(),
+            schema.clone(),
+            write_responses(schema.clone(), false),
+        ));
     }
     if s.verbs.contains(&"patch") {
-        ops.push(OpSpec {
-            method: "patch",
-            action: "patch",
-            id: format!("patch{gv}{scope}{}{sub_camel}", r.kind),
-            description: format!("partially update {} of the specified {}", s.name, r.kind),
-            gvk: gvk(),
-            params: patch_params(),
-            consumes: PATCH_CONSUMES.to_vec(),
-            produces: PRODUCES.to_vec(),
-            responses: vec![("200", "OK", Some(schema.clone())), ("201", "Created", Some(schema))],
-        });
+        ops.push(OpSpec::patch(
+            format!("patch{gv}{scope}{}{sub_camel}", r.kind),
+            format!("partially update {} of the specified {}", s.name, r.kind),
+            gvk(),
+            write_responses(schema, false),
+        ));
     }
     vec![(path, params, ops)]
 }

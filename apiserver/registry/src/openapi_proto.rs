@@ -43,7 +43,8 @@ const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
 const LEN: u32 = 2;
 
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+/// Appends `v` as a protobuf varint (also used by the protobuf decoder's tests to craft input).
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         buf.push((v as u8 & 0x7f) | 0x80);
         v >>= 7;
@@ -314,11 +315,16 @@ fn operation(o: &Map<String, Value>) -> Msg {
 
 /// `ParametersItem`: oneof parameter = 1 | json_reference = 2.
 fn parameters_item(o: &Map<String, Value>) -> Msg {
+    value_or_reference(o, parameter)
+}
+
+/// The `oneof <value> = 1 | json_reference = 2` messages: a reference when `$ref` is there.
+fn value_or_reference(o: &Map<String, Value>, value: fn(&Map<String, Value>) -> Msg) -> Msg {
     let mut m = Msg::default();
     if o.contains_key("$ref") {
         m.msg(2, json_reference(o));
     } else {
-        m.msg(1, parameter(o));
+        m.msg(1, value(o));
     }
     m
 }
@@ -443,13 +449,7 @@ fn responses(o: &Map<String, Value>) -> Msg {
 
 /// `ResponseValue`: oneof response = 1 | json_reference = 2.
 fn response_value(o: &Map<String, Value>) -> Msg {
-    let mut m = Msg::default();
-    if o.contains_key("$ref") {
-        m.msg(2, json_reference(o));
-    } else {
-        m.msg(1, response(o));
-    }
-    m
+    value_or_reference(o, response)
 }
 
 fn response(o: &Map<String, Value>) -> Msg {

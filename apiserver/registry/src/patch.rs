@@ -14,11 +14,8 @@
 
 mod strategic;
 
-use crate::openapi::definitions;
 use crate::status::{ApiError, FieldError, Reason};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-use std::sync::OnceLock;
 
 pub use strategic::strategic_merge_patch;
 
@@ -343,22 +340,7 @@ pub(crate) fn prune_nulls(v: Value) -> Value {
 /// The OpenAPI definition name of a built-in kind, e.g. `("apps", "v1", "Deployment")` →
 /// `io.k8s.api.apps.v1.Deployment`, from the `x-kubernetes-group-version-kind` extension.
 pub fn definition_for(group: &str, version: &str, kind: &str) -> Option<&'static str> {
-    static INDEX: OnceLock<HashMap<(String, String, String), &'static str>> = OnceLock::new();
-    let index = INDEX.get_or_init(|| {
-        let mut index = HashMap::new();
-        for (name, def) in definitions() {
-            let Some(gvks) = def.get("x-kubernetes-group-version-kind").and_then(Value::as_array) else {
-                continue;
-            };
-            for gvk in gvks {
-                let field = |f: &str| gvk.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
-                // No two definitions share a kind in 1.33; should that change, the first wins.
-                index.entry((field("group"), field("version"), field("kind"))).or_insert(name.as_str());
-            }
-        }
-        index
-    });
-    index.get(&(group.to_string(), version.to_string(), kind.to_string())).copied()
+    crate::openapi::definition_name(group, version, kind)
 }
 
 #[cfg(test)]

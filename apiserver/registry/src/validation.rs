@@ -14,6 +14,7 @@ mod meta;
 mod other;
 mod pod;
 
+use std::collections::HashSet;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -425,6 +426,29 @@ pub(crate) fn obj_at<'a>(v: &'a Value, keys: &[&str]) -> Option<&'a serde_json::
 /// An `Invalid` error whose value is shown as Go's `%#v` text (`map[string]string{...}`).
 pub(crate) fn invalid_go(field: impl Into<String>, go_value: &str, detail: &str) -> FieldError {
     FieldError::new(FieldErrorType::Invalid, field, None, format!("{go_value}: {detail}"))
+}
+
+/// The `name` of a list member (volume, container, service port) at `field`: required when
+/// `required`, a DNS-1123 label, and not already in `names` (which it joins).
+pub(crate) fn unique_label_name(
+    name: &str,
+    field: &str,
+    required: bool,
+    names: &mut HashSet<String>,
+    errs: &mut Vec<FieldError>,
+) {
+    if name.is_empty() {
+        if required {
+            errs.push(FieldError::required(field, ""));
+        }
+        return;
+    }
+    for m in is_dns1123_label(name) {
+        errs.push(FieldError::invalid(field, Value::from(name), m));
+    }
+    if !names.insert(name.to_string()) {
+        errs.push(FieldError::duplicate(field, Value::from(name)));
+    }
 }
 
 /// `must be greater than or equal to 0` for an integer field that is negative.

@@ -607,17 +607,7 @@ fn merge_by_key(mut original: Vec<Value>, patch: &[Value], merge_key: &str, sche
             return Err(err_bad_arg_type(GO_MAP, v));
         };
         let value = m.get(merge_key).ok_or_else(|| err_no_merge_key(m, merge_key))?;
-        let mut found = None;
-        for (i, item) in original.iter().enumerate() {
-            let Value::Object(im) = item else {
-                return Err(bad(format!("value for key {i} is not a map")));
-            };
-            if im.get(merge_key) == Some(value) {
-                found = Some(i);
-                break;
-            }
-        }
-        match found {
+        match find_by_merge_key(&original, merge_key, value)? {
             Some(i) => {
                 let Value::Object(current) = std::mem::take(&mut original[i]) else {
                     continue;
@@ -634,6 +624,19 @@ fn merge_by_key(mut original: Vec<Value>, patch: &[Value], merge_key: &str, sche
     Ok(original)
 }
 
+/// The first map of `list` whose `merge_key` is `value`; a non-map met before it is an error.
+fn find_by_merge_key(list: &[Value], merge_key: &str, value: &Value) -> Result<Option<usize>> {
+    for (i, item) in list.iter().enumerate() {
+        let Value::Object(im) = item else {
+            return Err(bad(format!("value for key {i} is not a map")));
+        };
+        if im.get(merge_key) == Some(value) {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
+}
+
 /// Split `list` into items present in `by` (by merge key, or by value for primitives) and the rest.
 fn partition(list: Vec<Value>, by: &[Value], merge_key: &str) -> Result<(Vec<Value>, Vec<Value>)> {
     let mut present = Vec::new();
@@ -646,17 +649,7 @@ fn partition(list: Vec<Value>, by: &[Value], merge_key: &str) -> Result<(Vec<Val
                 return Err(err_bad_arg_type(GO_MAP, &v));
             };
             let value = m.get(merge_key).ok_or_else(|| err_no_merge_key(m, merge_key))?;
-            let mut found = false;
-            for (i, item) in by.iter().enumerate() {
-                let Value::Object(im) = item else {
-                    return Err(bad(format!("value for key {i} is not a map")));
-                };
-                if im.get(merge_key) == Some(value) {
-                    found = true;
-                    break;
-                }
-            }
-            found
+            find_by_merge_key(by, merge_key, value)?.is_some()
         };
         if found { present.push(v) } else { absent.push(v) }
     }

@@ -431,6 +431,7 @@ fn render_raw_json(buf: &[u8], what: &str, depth: usize) -> Result<Value, ApiErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::openapi_proto::put_varint;
 
     #[test]
     fn go_duration_strings() {
@@ -461,9 +462,9 @@ mod tests {
     fn time_formats() {
         // 1: seconds = 1199149261 (2008-01-01T01:01:01Z), 2: nanos = 123456789
         let mut b = vec![0x08];
-        push_varint(&mut b, 1_199_149_261);
+        put_varint(&mut b, 1_199_149_261);
         b.push(0x10);
-        push_varint(&mut b, 123_456_789);
+        put_varint(&mut b, 123_456_789);
         assert_eq!(render_time(&b, false).unwrap(), Value::from("2008-01-01T01:01:01Z"));
         assert_eq!(render_time(&b, true).unwrap(), Value::from("2008-01-01T01:01:01.123456Z"));
         assert_eq!(render_time(&[], false).unwrap(), Value::Null, "zero time is null");
@@ -490,13 +491,5 @@ mod tests {
         assert_eq!(render_raw_json(b"\x0a\x07{\"a\":1}", "RawExtension", 0).unwrap(), serde_json::json!({"a": 1}));
         assert_eq!(render_raw_json(b"", "RawExtension", 0).unwrap(), Value::Null);
         assert_eq!(render_raw_json(b"\x0a\x03{no", "RawExtension", 0).unwrap_err().code, 400);
-    }
-
-    fn push_varint(b: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            b.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        b.push(v as u8);
     }
 }

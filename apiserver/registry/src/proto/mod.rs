@@ -156,13 +156,7 @@ mod tests {
 
     // ---- a tiny protobuf encoder, for crafting bodies the way client-go's gogo marshaller does ----
 
-    fn varint(b: &mut Vec<u8>, mut v: u64) {
-        while v >= 0x80 {
-            b.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        b.push(v as u8);
-    }
+    use crate::openapi_proto::put_varint as varint;
     fn key(b: &mut Vec<u8>, n: u32, wt: u8) {
         varint(b, (u64::from(n) << 3) | u64::from(wt));
     }

@@ -271,14 +271,14 @@ fn validate_statefulset_update(spec: &Value, ospec: &Value, errs: &mut Vec<Field
 /// Replica counts of a Deployment status.
 pub(super) fn validate_deployment_status(status: &Value, errs: &mut Vec<FieldError>) {
     validate_replicas_status(status, errs);
-    nonnegative(status, &["updatedReplicas"], "status.updatedReplicas", errs);
-    nonnegative(status, &["unavailableReplicas"], "status.unavailableReplicas", errs);
-    nonnegative(status, &["collisionCount"], "status.collisionCount", errs);
-    let replicas = int_at(status, &["replicas"]).unwrap_or(0);
-    if int_at(status, &["updatedReplicas"]).unwrap_or(0) > replicas {
+    for key in ["updatedReplicas", "unavailableReplicas", "collisionCount"] {
+        nonnegative(status, &[key], &format!("status.{key}"), errs);
+    }
+    let updated = int_at(status, &["updatedReplicas"]).unwrap_or(0);
+    if updated > int_at(status, &["replicas"]).unwrap_or(0) {
         errs.push(FieldError::invalid(
             "status.updatedReplicas",
-            Value::from(int_at(status, &["updatedReplicas"]).unwrap_or(0)),
+            Value::from(updated),
             "cannot be greater than status.replicas",
         ));
     }
@@ -292,33 +292,17 @@ pub(super) fn validate_replicas_status(status: &Value, errs: &mut Vec<FieldError
     let replicas = int_at(status, &["replicas"]).unwrap_or(0);
     let ready = int_at(status, &["readyReplicas"]).unwrap_or(0);
     let available = int_at(status, &["availableReplicas"]).unwrap_or(0);
-    if let Some(fl) = int_at(status, &["fullyLabeledReplicas"]).filter(|f| *f > replicas) {
-        errs.push(FieldError::invalid(
-            "status.fullyLabeledReplicas",
-            Value::from(fl),
-            "cannot be greater than status.replicas",
-        ));
-    }
-    if ready > replicas {
-        errs.push(FieldError::invalid(
-            "status.readyReplicas",
-            Value::from(ready),
-            "cannot be greater than status.replicas",
-        ));
-    }
-    if available > replicas {
-        errs.push(FieldError::invalid(
-            "status.availableReplicas",
-            Value::from(available),
-            "cannot be greater than status.replicas",
-        ));
-    }
-    if available > ready {
-        errs.push(FieldError::invalid(
-            "status.availableReplicas",
-            Value::from(available),
-            "cannot be greater than readyReplicas",
-        ));
+    // (field, its value, the bound, the bound's name); an absent fullyLabeledReplicas is not checked.
+    let bounds = [
+        ("status.fullyLabeledReplicas", int_at(status, &["fullyLabeledReplicas"]), replicas, "status.replicas"),
+        ("status.readyReplicas", Some(ready), replicas, "status.replicas"),
+        ("status.availableReplicas", Some(available), replicas, "status.replicas"),
+        ("status.availableReplicas", Some(available), ready, "readyReplicas"),
+    ];
+    for (field, value, bound, bound_name) in bounds {
+        if let Some(v) = value.filter(|v| *v > bound) {
+            errs.push(FieldError::invalid(field, Value::from(v), format!("cannot be greater than {bound_name}")));
+        }
     }
 }
 

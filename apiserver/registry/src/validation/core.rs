@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::pod::{validate_pod, validate_pod_template, validate_port_num_or_name, validate_workload_template};
 use super::{
     arr_at, at, enum_field, go_quote, int_at, invalid_go, is_config_map_key, is_dns1123_label, is_dns1123_subdomain,
-    is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at, str_at, validate_labels,
+    is_qualified_name, is_valid_ip, is_valid_port_num, nonnegative, obj_at, str_at, unique_label_name, validate_labels,
 };
 use crate::quantity::parse_quantity_value;
 use crate::status::FieldError;
@@ -76,19 +76,7 @@ fn validate_service(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>
     let mut node_ports = HashSet::new();
     for (i, p) in ports.iter().enumerate() {
         let pp = format!("spec.ports[{i}]");
-        let name = str_at(p, &["name"]);
-        if name.is_empty() {
-            if require_name {
-                errs.push(FieldError::required(format!("{pp}.name"), ""));
-            }
-        } else {
-            for m in is_dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{pp}.name"), Value::from(name), m));
-            }
-            if !names.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(format!("{pp}.name"), Value::from(name)));
-            }
-        }
+        unique_label_name(str_at(p, &["name"]), &format!("{pp}.name"), require_name, &mut names, errs);
         let port = int_at(p, &["port"]).unwrap_or(0);
         for m in is_valid_port_num(port) {
             errs.push(FieldError::invalid(format!("{pp}.port"), Value::from(port), m));
@@ -207,9 +195,7 @@ fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
         obj_at(obj, &["binaryData"]).map(|m| m.keys().map(String::as_str).collect()).unwrap_or_default();
     if let Some(data) = obj_at(obj, &["data"]) {
         for (k, v) in data {
-            for m in is_config_map_key(k) {
-                errs.push(FieldError::invalid(format!("data[{k}]"), Value::from(k.as_str()), m));
-            }
+            validate_data_key("data", k, errs);
             if binary_keys.contains(k.as_str()) {
                 errs.push(FieldError::invalid(
                     format!("data[{k}]"),
@@ -220,14 +206,7 @@ fn validate_config_map(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldErr
             total += v.as_str().map_or(0, str::len);
         }
     }
-    if let Some(data) = obj_at(obj, &["binaryData"]) {
-        for (k, v) in data {
-            for m in is_config_map_key(k) {
-                errs.push(FieldError::invalid(format!("binaryData[{k}]"), Value::from(k.as_str()), m));
-            }
-            total += decoded_len(v.as_str().unwrap_or(""));
-        }
-    }
+    total += base64_data(obj_at(obj, &["binaryData"]), "binaryData", errs);
     if total > MAX_DATA_SIZE {
         errs.push(FieldError::too_long("", MAX_DATA_SIZE));
     }
@@ -253,6 +232,24 @@ fn immutable_data(new: &Value, old: &Value, keys: &[&str], errs: &mut Vec<FieldE
     }
 }
 
+/// A ConfigMap or Secret key, reported at `<field>[<key>]`.
+fn validate_data_key(field: &str, key: &str, errs: &mut Vec<FieldError>) {
+    for m in is_config_map_key(key) {
+        errs.push(FieldError::invalid(format!("{field}[{key}]"), Value::from(key), m));
+    }
+}
+
+/// The keys of a map of base64 values at `field` (`binaryData`, a Secret's `data`); returns
+/// the size of the values once decoded.
+fn base64_data(data: Option<&serde_json::Map<String, Value>>, field: &str, errs: &mut Vec<FieldError>) -> usize {
+    let mut total = 0;
+    for (k, v) in data.into_iter().flatten() {
+        validate_data_key(field, k, errs);
+        total += decoded_len(v.as_str().unwrap_or(""));
+    }
+    total
+}
+
 /// Size in bytes of base64 text once decoded.
 fn decoded_len(b64: &str) -> usize {
     let t = b64.trim_end_matches('=');
@@ -260,17 +257,8 @@ fn decoded_len(b64: &str) -> usize {
 }
 
 fn validate_secret(obj: &Value, old: Option<&Value>, errs: &mut Vec<FieldError>) {
-    let mut total = 0usize;
     let data = obj_at(obj, &["data"]);
-    if let Some(data) = data {
-        for (k, v) in data {
-            for m in is_config_map_key(k) {
-                errs.push(FieldError::invalid(format!("data[{k}]"), Value::from(k.as_str()), m));
-            }
-            total += decoded_len(v.as_str().unwrap_or(""));
-        }
-    }
-    if total > MAX_DATA_SIZE {
+    if base64_data(data, "data", errs) > MAX_DATA_SIZE {
         errs.push(FieldError::too_long("data", MAX_DATA_SIZE));
     }
     let has = |k: &str| data.is_some_and(|d| d.contains_key(k));

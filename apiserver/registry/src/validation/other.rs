@@ -359,20 +359,15 @@ fn validate_pdb(obj: &Value, errs: &mut Vec<FieldError>) {
 fn validate_hpa(obj: &Value, errs: &mut Vec<FieldError>) {
     let spec = obj.get("spec").unwrap_or(&Value::Null);
     let target = spec.get("scaleTargetRef").unwrap_or(&Value::Null);
-    let kind = str_at(target, &["kind"]);
-    if kind.is_empty() {
-        errs.push(FieldError::required("spec.scaleTargetRef.kind", ""));
-    } else {
-        for m in super::path_segment_errors(kind, false) {
-            errs.push(FieldError::invalid("spec.scaleTargetRef.kind", Value::from(kind), m));
-        }
-    }
-    let name = str_at(target, &["name"]);
-    if name.is_empty() {
-        errs.push(FieldError::required("spec.scaleTargetRef.name", ""));
-    } else {
-        for m in super::path_segment_errors(name, false) {
-            errs.push(FieldError::invalid("spec.scaleTargetRef.name", Value::from(name), m));
+    for key in ["kind", "name"] {
+        let field = format!("spec.scaleTargetRef.{key}");
+        let value = str_at(target, &[key]);
+        if value.is_empty() {
+            errs.push(FieldError::required(field, ""));
+        } else {
+            for m in super::path_segment_errors(value, false) {
+                errs.push(FieldError::invalid(field.as_str(), Value::from(value), m));
+            }
         }
     }
     let min = int_at(spec, &["minReplicas"]);

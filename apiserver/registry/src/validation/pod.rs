@@ -10,7 +10,7 @@ use super::meta::validate_annotations;
 use super::{
     IS_NEGATIVE, arr_at, at, enum_field, go_string_map, inclusive_range_error, int_at, invalid_go, is_config_map_key,
     is_dns1123_label, is_dns1123_subdomain, is_qualified_name, is_valid_ip, is_valid_port_name, is_valid_port_num,
-    obj_at, str_at, validate_labels,
+    obj_at, str_at, unique_label_name, validate_labels,
 };
 use crate::quantity::{QUANTITY_FORMAT_ERROR, parse_quantity_value};
 use crate::status::FieldError;
@@ -150,51 +150,40 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
     }
 }
 
+/// Exactly one of the `members` of a union (volume sources, probe handlers) set in `v` at
+/// `path`: none is `Required`, each after the first `Forbidden`.
+fn exactly_one_of(v: &Value, members: &[&str], path: &str, what: &str, errs: &mut Vec<FieldError>) {
+    let set: Vec<&str> = members.iter().copied().filter(|m| at(v, &[m]).is_some()).collect();
+    match set.as_slice() {
+        [] => errs.push(FieldError::required(path, format!("must specify a {what}"))),
+        [_] => {}
+        [_, rest @ ..] => {
+            for m in rest {
+                errs.push(FieldError::forbidden(format!("{path}.{m}"), format!("may not specify more than 1 {what}")));
+            }
+        }
+    }
+}
+
 /// Volumes: names required, DNS labels, unique; exactly one source. Returns the names.
 fn validate_volumes(spec: &Value, path: &str, errs: &mut Vec<FieldError>) -> HashSet<String> {
     let mut names = HashSet::new();
     for (i, v) in arr_at(spec, &["volumes"]).iter().enumerate() {
         let p = format!("{path}.volumes[{i}]");
-        let name = str_at(v, &["name"]);
-        if name.is_empty() {
-            errs.push(FieldError::required(format!("{p}.name"), ""));
-        } else {
-            for m in is_dns1123_label(name) {
-                errs.push(FieldError::invalid(format!("{p}.name"), Value::from(name), m));
+        unique_label_name(str_at(v, &["name"]), &format!("{p}.name"), true, &mut names, errs);
+        exactly_one_of(v, VOLUME_SOURCES, &p, "volume type", errs);
+        // The field each of these sources cannot do without.
+        for (src, field) in [
+            ("secret", "secretName"),
+            ("configMap", "name"),
+            ("persistentVolumeClaim", "claimName"),
+            ("hostPath", "path"),
+        ] {
+            if let Some(s) = v.get(src).filter(|s| s.is_object())
+                && str_at(s, &[field]).is_empty()
+            {
+                errs.push(FieldError::required(format!("{p}.{src}.{field}"), ""));
             }
-            if !names.insert(name.to_string()) {
-                errs.push(FieldError::duplicate(format!("{p}.name"), Value::from(name)));
-            }
-        }
-        let sources: Vec<&str> = VOLUME_SOURCES.iter().copied().filter(|s| at(v, &[s]).is_some()).collect();
-        match sources.as_slice() {
-            [] => errs.push(FieldError::required(p.clone(), "must specify a volume type")),
-            [_] => {}
-            [_, rest @ ..] => {
-                for s in rest {
-                    errs.push(FieldError::forbidden(format!("{p}.{s}"), "may not specify more than 1 volume type"));
-                }
-            }
-        }
-        if let Some(src) = v.get("secret").filter(|s| s.is_object())
-            && str_at(src, &["secretName"]).is_empty()
-        {
-            errs.push(FieldError::required(format!("{p}.secret.secretName"), ""));
-        }
-        if let Some(src) = v.get("configMap").filter(|s| s.is_object())
-            && str_at(src, &["name"]).is_empty()
-        {
-            errs.push(FieldError::required(format!("{p}.configMap.name"), ""));
-        }
-        if let Some(src) = v.get("persistentVolumeClaim").filter(|s| s.is_object())
-            && str_at(src, &["claimName"]).is_empty()
-        {
-            errs.push(FieldError::required(format!("{p}.persistentVolumeClaim.claimName"), ""));
-        }
-        if let Some(src) = v.get("hostPath").filter(|s| s.is_object())
-            && str_at(src, &["path"]).is_empty()
-        {
-            errs.push(FieldError::required(format!("{p}.hostPath.path"), ""));
         }
         for src in ["secret", "configMap", "downwardAPI", "projected"] {
             if let Some(mode) = int_at(v, &[src, "defaultMode"])
@@ -219,17 +208,7 @@ fn validate_container(
     names: &mut HashSet<String>,
     errs: &mut Vec<FieldError>,
 ) {
-    let name = str_at(c, &["name"]);
-    if name.is_empty() {
-        errs.push(FieldError::required(format!("{p}.name"), ""));
-    } else {
-        for m in is_dns1123_label(name) {
-            errs.push(FieldError::invalid(format!("{p}.name"), Value::from(name), m));
-        }
-        if !names.insert(name.to_string()) {
-            errs.push(FieldError::duplicate(format!("{p}.name"), Value::from(name)));
-        }
-    }
+    unique_label_name(str_at(c, &["name"]), &format!("{p}.name"), true, names, errs);
     let image = str_at(c, &["image"]);
     if image.is_empty() {
         errs.push(FieldError::required(format!("{p}.image"), ""));
@@ -306,17 +285,7 @@ fn validate_container(
 }
 
 fn validate_probe(pr: &Value, pp: &str, needs_success_one: bool, errs: &mut Vec<FieldError>) {
-    let handlers: Vec<&str> =
-        ["exec", "httpGet", "tcpSocket", "grpc"].into_iter().filter(|h| at(pr, &[h]).is_some()).collect();
-    match handlers.as_slice() {
-        [] => errs.push(FieldError::required(pp.to_string(), "must specify a handler type")),
-        [_] => {}
-        [_, rest @ ..] => {
-            for h in rest {
-                errs.push(FieldError::forbidden(format!("{pp}.{h}"), "may not specify more than 1 handler type"));
-            }
-        }
-    }
+    exactly_one_of(pr, &["exec", "httpGet", "tcpSocket", "grpc"], pp, "handler type", errs);
     for f in ["initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold", "failureThreshold"] {
         if let Some(n) = int_at(pr, &[f])
             && n < 0
