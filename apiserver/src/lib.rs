@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod bootstrap;
 pub mod http;
+pub mod inprocess;
 pub mod listener;
 pub mod objects;
 pub mod request;
@@ -71,6 +72,8 @@ impl Config {
 pub struct Running {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
+    /// The cluster CA certificate (PEM), for the kube-root-ca.crt ConfigMaps.
+    pub ca_pem: String,
     pub server: Arc<Server>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -170,5 +173,5 @@ pub async fn start(cfg: Config) -> Result<Running> {
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));
     }
-    Ok(Running { addr, kubeconfig, server, tasks })
+    Ok(Running { addr, kubeconfig, ca_pem: pki.ca_cert_pem.clone(), server, tasks })
 }

@@ -9,6 +9,7 @@
 //! # Ok(()) }
 //! ```
 
+use crate::inprocess::in_process_client;
 use crate::server::{Server, Settings, User};
 use anyhow::Result;
 use std::net::{IpAddr, Ipv4Addr};
@@ -48,14 +49,4 @@ impl TestEnv {
     pub fn client_as(&self, user: User) -> kube::Client {
         in_process_client(self.server.clone(), user)
     }
-}
-
-/// A `kube::Client` whose requests go straight into `server`, as `user`.
-pub fn in_process_client(server: Arc<Server>, user: User) -> kube::Client {
-    let svc = tower::service_fn(move |req: ::http::Request<kube::client::Body>| {
-        let server = server.clone();
-        let user = user.clone();
-        async move { Ok::<_, std::convert::Infallible>(server.handle(req, Some(user)).await) }
-    });
-    kube::Client::new(svc, "default")
 }
