@@ -62,11 +62,7 @@ const CONDITIONS: [(&str, &str, &str, &str); 4] = [
 pub fn status_fingerprint(status: &Value) -> Value {
     let conds: Vec<Value> = status["conditions"]
         .as_array()
-        .map(|cs| {
-            cs.iter()
-                .map(|c| json!([c["type"], c["status"], c["reason"], c["message"]]))
-                .collect()
-        })
+        .map(|cs| cs.iter().map(|c| json!([c["type"], c["status"], c["reason"], c["message"]])).collect())
         .unwrap_or_default();
     json!({
         "conditions": conds,
@@ -78,7 +74,13 @@ pub fn status_fingerprint(status: &Value) -> Value {
 }
 
 /// The status to write: conditions keep the server's lastTransitionTime while unchanged.
-pub fn node_status(cfg: &NodeConfig, ip: &str, runtime_version: &str, current: Option<&Node>, now: DateTime<Utc>) -> Value {
+pub fn node_status(
+    cfg: &NodeConfig,
+    ip: &str,
+    runtime_version: &str,
+    current: Option<&Node>,
+    now: DateTime<Utc>,
+) -> Value {
     let existing = current.and_then(|n| n.status.as_ref()).and_then(|s| s.conditions.clone()).unwrap_or_default();
     let conditions: Vec<Value> = CONDITIONS
         .iter()

@@ -219,7 +219,8 @@ impl PodWorker {
                 let state = st.state.clone().unwrap_or_default();
                 if let Some(r) = state.running {
                     let started = r.started_at.and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0));
-                    let cref = ContainerRef { pod: &pod, container: c, init: cs.init && !cs.sidecar, attempt: cs.restarts };
+                    let cref =
+                        ContainerRef { pod: &pod, container: c, init: cs.init && !cs.sidecar, attempt: cs.restarts };
                     if let Ok(id) = rt.start_container(cref, now, wall, Some(started.unwrap_or(wall))) {
                         cs.id = Some(id);
                         cs.running_since = started.or(Some(wall));
@@ -227,10 +228,11 @@ impl PodWorker {
                     if cs.sidecar {
                         cs.done = true;
                     }
-                } else if let Some(t) = state.terminated {
-                    if cs.init && t.exit_code == 0 {
-                        cs.done = true;
-                    }
+                } else if let Some(t) = state.terminated
+                    && cs.init
+                    && t.exit_code == 0
+                {
+                    cs.done = true;
                 }
             }
         }
@@ -334,17 +336,20 @@ impl PodWorker {
         }
     }
 
-    fn start(&mut self, which: (bool, usize), rt: &mut dyn Runtime, now: Instant, wall: DateTime<Utc>, out: &mut SyncResult) {
+    fn start(
+        &mut self,
+        which: (bool, usize),
+        rt: &mut dyn Runtime,
+        now: Instant,
+        wall: DateTime<Utc>,
+        out: &mut SyncResult,
+    ) {
         let pod = &self.pod;
         let spec = pod.spec.as_ref();
         let (init, idx) = which;
         let c = if init { &mut self.init[idx] } else { &mut self.main[idx] };
         let container = spec.and_then(|s| {
-            if init {
-                s.init_containers.as_ref().and_then(|v| v.get(idx))
-            } else {
-                s.containers.get(idx)
-            }
+            if init { s.init_containers.as_ref().and_then(|v| v.get(idx)) } else { s.containers.get(idx) }
         });
         let Some(container) = container else { return };
         let cref = ContainerRef { pod, container, init: init && !c.sidecar, attempt: c.restarts };
@@ -460,8 +465,11 @@ impl PodWorker {
                     if let Some(d) = c.backoff.in_backoff(finished_at, now, settings.crash_loop_max) {
                         let until = finished_at + d;
                         c.wait_until = Some(until);
-                        c.crash_loop =
-                            Some(format!("back-off {} restarting failed container={} pod={pod_ref}", go_dur(d), c.name));
+                        c.crash_loop = Some(format!(
+                            "back-off {} restarting failed container={} pod={pod_ref}",
+                            go_dur(d),
+                            c.name
+                        ));
                         out.events.push(PodEvent {
                             warning: true,
                             reason: "BackOff",
@@ -587,7 +595,8 @@ impl PodWorker {
         } else if let Some(t) = &c.term {
             t.json()
         } else {
-            let reason = if !c.init && self.init.iter().any(|i| !i.done) { "PodInitializing" } else { "ContainerCreating" };
+            let reason =
+                if !c.init && self.init.iter().any(|i| !i.done) { "PodInitializing" } else { "ContainerCreating" };
             let reason = if c.init { "PodInitializing" } else { reason };
             json!({"waiting": {"reason": reason}})
         };
@@ -602,14 +611,24 @@ impl PodWorker {
             "state": state,
             "lastState": c.last.as_ref().map(Terminated::json).unwrap_or_else(|| json!({})),
         });
-        let id = c.id.clone().or_else(|| c.term.as_ref().map(|t| t.id.clone())).or_else(|| c.last.as_ref().map(|t| t.id.clone()));
+        let id =
+            c.id.clone()
+                .or_else(|| c.term.as_ref().map(|t| t.id.clone()))
+                .or_else(|| c.last.as_ref().map(|t| t.id.clone()));
         if let Some(id) = id {
             v["containerID"] = json!(format!("sim://{id}"));
         }
         v
     }
 
-    fn condition(&mut self, kind: &'static str, ok: bool, reason: Option<&str>, message: Option<String>, wall: DateTime<Utc>) -> Value {
+    fn condition(
+        &mut self,
+        kind: &'static str,
+        ok: bool,
+        reason: Option<&str>,
+        message: Option<String>,
+        wall: DateTime<Utc>,
+    ) -> Value {
         let t = match self.transitions.get(kind) {
             Some((prev, t)) if *prev == ok => *t,
             _ => {
@@ -629,21 +648,27 @@ impl PodWorker {
 
     /// The status the pod should have now; None before the kubelet has anything to say.
     pub fn desired_status(&mut self, rt: &dyn Runtime, wall: DateTime<Utc>) -> Option<Value> {
-        if self.stage == Stage::Pending || (self.stage == Stage::Finished && self.last_written.is_none() && self.start_time.is_none()) {
+        if self.stage == Stage::Pending
+            || (self.stage == Stage::Finished && self.last_written.is_none() && self.start_time.is_none())
+        {
             return None;
         }
         let phase = self.phase();
         let terminal = phase == "Succeeded" || phase == "Failed";
         let sandbox = self.stage == Stage::Running;
         let pending_init: Vec<String> = self.init.iter().filter(|c| !c.done).map(|c| c.name.clone()).collect();
-        let unready: Vec<String> = self.main.iter().filter(|c| !self.container_ready(c)).map(|c| c.name.clone()).collect();
+        let unready: Vec<String> =
+            self.main.iter().filter(|c| !self.container_ready(c)).map(|c| c.name.clone()).collect();
         let mut conds = Vec::new();
         conds.push(self.condition("PodReadyToStartContainers", sandbox, None, None, wall));
         let init_ok = pending_init.is_empty();
         let (ir, im) = if init_ok {
             (None, None)
         } else {
-            (Some("ContainersNotInitialized"), Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))))
+            (
+                Some("ContainersNotInitialized"),
+                Some(format!("containers with incomplete status: [{}]", pending_init.join(" "))),
+            )
         };
         let init_ok = init_ok || (terminal && !self.failed_init && self.init.is_empty());
         conds.push(self.condition("Initialized", init_ok, ir, im, wall));
@@ -652,7 +677,11 @@ impl PodWorker {
         } else if unready.is_empty() {
             (true, None, None)
         } else {
-            (false, Some("ContainersNotReady"), Some(format!("containers with unready status: [{}]", unready.join(" "))))
+            (
+                false,
+                Some("ContainersNotReady"),
+                Some(format!("containers with unready status: [{}]", unready.join(" "))),
+            )
         };
         // Readiness gates: Ready also needs each gate's condition True.
         let existing = self.pod.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
@@ -699,7 +728,8 @@ impl PodWorker {
             "containerStatuses": self.main.iter().map(|c| self.container_status(c, rt)).collect::<Vec<_>>(),
         });
         if !self.init.is_empty() {
-            status["initContainerStatuses"] = json!(self.init.iter().map(|c| self.container_status(c, rt)).collect::<Vec<_>>());
+            status["initContainerStatuses"] =
+                json!(self.init.iter().map(|c| self.container_status(c, rt)).collect::<Vec<_>>());
         }
         Some(status)
     }
@@ -727,5 +757,129 @@ pub fn go_dur(d: Duration) -> String {
         (0, 0) => format!("{s}s"),
         (0, m) => format!("{m}m{s}s"),
         (h, m) => format!("{h}h{m}m{s}s"),
+    }
+}
+
+impl PodWorker {
+    /// Forgets every runtime container of this pod (the pod object is gone).
+    pub fn teardown(&mut self, rt: &mut dyn Runtime) {
+        for c in self.init.iter_mut().chain(self.main.iter_mut()) {
+            if let Some(id) = c.id.take() {
+                rt.remove_container(&id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::sim::{SimConfig, SimRuntime};
+
+    fn settings() -> PodSettings {
+        PodSettings {
+            crash_loop_base: Duration::from_secs(10),
+            crash_loop_max: Duration::from_secs(300),
+            start_delay: Duration::ZERO,
+        }
+    }
+
+    fn pod(annotations: Value, policy: &str) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "namespace": "ns", "uid": "u-1", "annotations": annotations},
+            "spec": {"restartPolicy": policy, "nodeName": "n",
+                     "initContainers": [{"name": "init", "image": "busybox"}],
+                     "containers": [{"name": "a", "image": "nginx"}]}
+        }))
+        .unwrap()
+    }
+
+    fn run(w: &mut PodWorker, rt: &mut SimRuntime, now: Instant, wall: DateTime<Utc>) -> (SyncResult, Value) {
+        w.ip = Some("10.244.0.2".into());
+        w.host_ip = Some("172.16.0.2".into());
+        let r = w.sync(rt, &settings(), true, now, wall);
+        let st = w.desired_status(rt, wall).unwrap_or(Value::Null);
+        (r, st)
+    }
+
+    #[test]
+    fn on_failure_restarts_failures_with_back_off_and_succeeds_on_zero() {
+        let mut rt = SimRuntime::new(SimConfig::default());
+        let t0 = Instant::now();
+        let w0 = Utc::now();
+        let mut w = PodWorker::new(
+            pod(json!({"sim.rkube.io/exit-after": "1s", "sim.rkube.io/exit-code": "3"}), "OnFailure"),
+            t0,
+        );
+        let (r, st) = run(&mut w, &mut rt, t0, w0);
+        assert_eq!(st["phase"], "Running");
+        assert_eq!(st["initContainerStatuses"][0]["state"]["terminated"]["reason"], "Completed");
+        assert_eq!(r.events.iter().filter(|e| e.reason == "Started").count(), 2);
+        assert_eq!(r.wake, Some(t0 + Duration::from_secs(1)));
+        // First failure: restarted at once (back-off armed).
+        let t1 = t0 + Duration::from_secs(1);
+        let (_, st) = run(&mut w, &mut rt, t1, w0 + chrono::Duration::seconds(1));
+        assert_eq!(st["containerStatuses"][0]["restartCount"], 1);
+        assert_eq!(st["containerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3);
+        assert!(st["containerStatuses"][0]["state"]["running"].is_object());
+        // Second failure: CrashLoopBackOff for 10 s, phase stays Running, not ready.
+        let t2 = t1 + Duration::from_secs(1);
+        let (r, st) = run(&mut w, &mut rt, t2, w0 + chrono::Duration::seconds(2));
+        assert_eq!(st["containerStatuses"][0]["state"]["waiting"]["reason"], "CrashLoopBackOff");
+        assert_eq!(
+            st["containerStatuses"][0]["state"]["waiting"]["message"],
+            "back-off 10s restarting failed container=a pod=p_ns(u-1)"
+        );
+        assert_eq!(st["phase"], "Running");
+        assert_eq!(r.wake, Some(t2 + Duration::from_secs(10)));
+        assert!(r.events.iter().any(|e| e.reason == "BackOff" && e.warning));
+        let ready = st["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").cloned().unwrap();
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "ContainersNotReady");
+        // Still waiting before the back-off ends; restarted after.
+        let (_, st) = run(&mut w, &mut rt, t2 + Duration::from_secs(5), w0);
+        assert_eq!(st["containerStatuses"][0]["restartCount"], 1);
+        let (_, st) = run(&mut w, &mut rt, t2 + Duration::from_secs(10), w0);
+        assert_eq!(st["containerStatuses"][0]["restartCount"], 2);
+        // A clean exit under OnFailure ends the pod: Succeeded.
+        let mut ok = PodWorker::new(pod(json!({"sim.rkube.io/exit-after": "1s"}), "OnFailure"), t0);
+        run(&mut ok, &mut rt, t0, w0);
+        let (_, st) = run(&mut ok, &mut rt, t1, w0);
+        assert_eq!(st["phase"], "Succeeded");
+        assert!(ok.ip_releasable());
+    }
+
+    #[test]
+    fn ready_annotation_and_termination() {
+        let mut rt =
+            SimRuntime::new(SimConfig { job_exit_after: Duration::from_secs(1), stop_time: Duration::from_secs(60) });
+        let t0 = Instant::now();
+        let w0 = Utc::now();
+        let mut w = PodWorker::new(pod(json!({"sim.rkube.io/ready": "false"}), "Always"), t0);
+        let (_, st) = run(&mut w, &mut rt, t0, w0);
+        assert_eq!(st["phase"], "Running");
+        assert_eq!(st["containerStatuses"][0]["ready"], false);
+        assert_eq!(st["containerStatuses"][0]["started"], true);
+        // Deletion with a 5 s grace: Killing, then delete once the container is gone.
+        let mut p = w.pod.clone();
+        p.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        p.metadata.deletion_grace_period_seconds = Some(5);
+        w.update(p);
+        let (r, _) = run(&mut w, &mut rt, t0, w0);
+        assert!(r.events.iter().any(|e| e.reason == "Killing" && e.message == "Stopping container a"));
+        assert!(!r.delete);
+        assert_eq!(r.wake, Some(t0 + Duration::from_secs(5)));
+        let (r, _) = run(&mut w, &mut rt, t0 + Duration::from_secs(5), w0);
+        assert!(r.delete);
+        assert!(rt.is_empty());
+    }
+
+    #[test]
+    fn go_duration_strings() {
+        assert_eq!(go_dur(Duration::from_secs(10)), "10s");
+        assert_eq!(go_dur(Duration::from_secs(80)), "1m20s");
+        assert_eq!(go_dur(Duration::from_secs(300)), "5m0s");
+        assert_eq!(go_dur(Duration::from_millis(800)), "800ms");
     }
 }

@@ -1,8 +1,11 @@
 //! `rkube`: one binary for the whole cluster.
 //!
-//! `rkube server` runs the control plane (today: the apiserver on its
-//! embedded store, or on etcd). Each component will also run alone, as
-//! upstream's do, under its own subcommand.
+//! `rkube server` runs the control plane (apiserver, controller manager,
+//! scheduler) and, with `--sim-nodes N`, simulated nodes. Each component
+//! also runs alone against any apiserver, as upstream's do:
+//! `rkube controller-manager`, `rkube scheduler`, `rkube kubelet`.
+
+mod components;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -19,8 +22,130 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the control plane: a kube-apiserver-compatible HTTPS server.
+    /// Run the control plane: apiserver, controller manager, scheduler (and simulated nodes).
     Server(ServerArgs),
+    /// Run the controllers against an apiserver.
+    ControllerManager(ControllerManagerArgs),
+    /// Run the scheduler against an apiserver.
+    Scheduler(KubeconfigArgs),
+    /// Run a node agent against an apiserver.
+    Kubelet(KubeletArgs),
+}
+
+#[derive(clap::Args)]
+struct KubeletArgs {
+    #[command(flatten)]
+    kube: KubeconfigArgs,
+    /// Container runtime: `sim` (simulated containers).
+    #[arg(long, default_value = "sim")]
+    runtime: String,
+    /// Name of the Node to register.
+    #[arg(long)]
+    node_name: String,
+    /// Labels to register the node with (`k=v,...`).
+    #[arg(long, value_delimiter = ',')]
+    node_labels: Vec<String>,
+    /// Taints to register the node with (`key=value:Effect,...`).
+    #[arg(long, value_delimiter = ',')]
+    register_with_taints: Vec<String>,
+    /// IP address of the node.
+    #[arg(long)]
+    node_ip: Option<String>,
+    #[command(flatten)]
+    sim: SimNodeFlags,
+}
+
+/// Capacity of simulated nodes.
+#[derive(clap::Args, Clone)]
+struct SimNodeFlags {
+    /// CPU capacity of a simulated node.
+    #[arg(long = "sim-cpu", alias = "sim-node-cpu", default_value = "4")]
+    cpu: String,
+    /// Memory capacity of a simulated node.
+    #[arg(long = "sim-memory", alias = "sim-node-memory", default_value = "16Gi")]
+    memory: String,
+    /// Pods a simulated node can hold (`--max-pods`).
+    #[arg(long = "max-pods", alias = "sim-node-pods", default_value_t = 110)]
+    pods: u32,
+}
+
+impl SimNodeFlags {
+    fn node(&self, name: &str) -> rkube_kubelet::NodeConfig {
+        let mut n = rkube_kubelet::NodeConfig::new(name);
+        n.cpu = self.cpu.clone();
+        n.memory = self.memory.clone();
+        n.pods = self.pods;
+        n
+    }
+}
+
+/// `key=value:Effect` or `key:Effect`, as the kubelet's `--register-with-taints`.
+fn parse_taint(s: &str) -> Result<k8s_openapi::api::core::v1::Taint> {
+    let (kv, effect) = s.rsplit_once(':').ok_or_else(|| anyhow::anyhow!("taint {s:?} lacks :Effect"))?;
+    anyhow::ensure!(
+        matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute"),
+        "taint {s:?}: effect must be NoSchedule, PreferNoSchedule or NoExecute"
+    );
+    let (key, value) = match kv.split_once('=') {
+        Some((k, v)) => (k, Some(v.to_string())),
+        None => (kv, None),
+    };
+    Ok(k8s_openapi::api::core::v1::Taint { key: key.to_string(), value, effect: effect.to_string(), time_added: None })
+}
+
+#[derive(clap::Args)]
+struct KubeconfigArgs {
+    /// kubeconfig of the apiserver to talk to.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+}
+
+/// Controller manager flags, shared by `server` and `controller-manager`.
+#[derive(clap::Args, Clone)]
+struct ControllerFlags {
+    /// Controllers to run: `*` for all, `name` to enable, `-name` to disable.
+    #[arg(long, value_delimiter = ',', default_value = "*")]
+    controllers: Vec<String>,
+    /// Range node podCIDRs come from.
+    #[arg(long, default_value = "10.244.0.0/16")]
+    cluster_cidr: String,
+    /// Size of each node's podCIDR.
+    #[arg(long, default_value_t = 24)]
+    node_cidr_mask_size: u8,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go without a heartbeat before it is NotReady/Unknown.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long a new node may take to post its first status.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    node_startup_grace_period: Duration,
+}
+
+impl ControllerFlags {
+    fn config(&self, root_ca_pem: String) -> components::ControllerManagerConfig {
+        components::ControllerManagerConfig {
+            controllers: self.controllers.clone(),
+            cluster_cidr: self.cluster_cidr.clone(),
+            node_cidr_mask_size: self.node_cidr_mask_size,
+            node_monitor_period: self.node_monitor_period,
+            node_monitor_grace_period: self.node_monitor_grace_period,
+            node_startup_grace_period: self.node_startup_grace_period,
+            root_ca_pem,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+struct ControllerManagerArgs {
+    #[command(flatten)]
+    kube: KubeconfigArgs,
+    #[command(flatten)]
+    flags: ControllerFlags,
+    /// The cluster CA to publish as kube-root-ca.crt (default: the kubeconfig's).
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -49,6 +174,19 @@ struct ServerArgs {
     /// How often old revisions are compacted (e.g. 5m, 30s; 0 disables).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: Duration,
+    /// Run only the apiserver: no controllers, no scheduler.
+    #[arg(long)]
+    apiserver_only: bool,
+    /// Simulated nodes to run in this process (named sim-0, sim-1, ...).
+    #[arg(long, default_value_t = 0)]
+    sim_nodes: usize,
+    /// Zones to spread simulated nodes over (topology.kubernetes.io/zone), round robin.
+    #[arg(long, value_delimiter = ',')]
+    sim_zones: Vec<String>,
+    #[command(flatten)]
+    sim: SimNodeFlags,
+    #[command(flatten)]
+    controller_flags: ControllerFlags,
 }
 
 /// Go-style durations: `300ms`, `30s`, `5m`, `1h`, or plain seconds.
@@ -88,13 +226,118 @@ async fn main() -> Result<()> {
             let started = std::time::Instant::now();
             let running = rkube_apiserver::start(cfg).await?;
             tracing::info!(url = %running.url(), elapsed_ms = started.elapsed().as_millis() as u64, "apiserver ready");
+            let mut tasks = Vec::new();
+            if !a.apiserver_only {
+                use rkube_apiserver::inprocess::{component_user, in_process_client};
+                let server = running.server.clone();
+                let client_for = |controller: &str| {
+                    let user = component_user(&format!("system:serviceaccount:kube-system:{controller}"));
+                    in_process_client(server.clone(), user)
+                };
+                let cm = a.controller_flags.config(running.ca_pem.clone());
+                tasks.extend(components::start_controllers(&cm, client_for));
+                let sched = in_process_client(server.clone(), component_user("system:kube-scheduler"));
+                tasks.push(components::start_scheduler(sched));
+            }
+            if a.sim_nodes > 0 {
+                use rkube_apiserver::inprocess::{component_user, in_process_client};
+                let nodes = (0..a.sim_nodes)
+                    .map(|i| {
+                        let mut n = a.sim.node(&format!("sim-{i}"));
+                        if !a.sim_zones.is_empty() {
+                            n.zone = Some(a.sim_zones[i % a.sim_zones.len()].clone());
+                        }
+                        n
+                    })
+                    .collect();
+                let client = in_process_client(running.server.clone(), component_user("system:node:sim-pool"));
+                let cfg = rkube_kubelet::Config { nodes, ..Default::default() };
+                tasks.push(components::supervise("kubelet-sim-pool", move || {
+                    rkube_kubelet::run(client.clone(), cfg.clone())
+                }));
+            }
             println!("export KUBECONFIG={}", running.kubeconfig.display());
-            tokio::signal::ctrl_c().await?;
+            shutdown_signal().await;
             tracing::info!("shutting down");
+            for t in tasks {
+                t.abort();
+            }
             running.shutdown();
+        }
+        Command::ControllerManager(a) => {
+            let client = components::client_from_kubeconfig(&a.kube.kubeconfig).await?;
+            let ca = match &a.root_ca_file {
+                Some(f) => std::fs::read_to_string(f)?,
+                None => root_ca_from_kubeconfig(&a.kube.kubeconfig)?,
+            };
+            let tasks = components::start_controllers(&a.flags.config(ca), |_| client.clone());
+            shutdown_signal().await;
+            for t in tasks {
+                t.abort();
+            }
+        }
+        Command::Kubelet(a) => {
+            anyhow::ensure!(a.runtime == "sim", "--runtime {}: only the `sim` runtime is available", a.runtime);
+            let client = components::client_from_kubeconfig(&a.kube.kubeconfig).await?;
+            let mut node = a.sim.node(&a.node_name);
+            for l in &a.node_labels {
+                let (k, v) = l.split_once('=').ok_or_else(|| anyhow::anyhow!("--node-labels: {l:?} is not k=v"))?;
+                node.labels.insert(k.to_string(), v.to_string());
+            }
+            node.taints = a.register_with_taints.iter().map(|t| parse_taint(t)).collect::<Result<_>>()?;
+            node.address = a.node_ip.clone();
+            let cfg = rkube_kubelet::Config { nodes: vec![node], ..Default::default() };
+            let t = components::supervise("kubelet", move || rkube_kubelet::run(client.clone(), cfg.clone()));
+            shutdown_signal().await;
+            t.abort();
+        }
+        Command::Scheduler(a) => {
+            let client = components::client_from_kubeconfig(&a.kubeconfig).await?;
+            let t = components::start_scheduler(client);
+            shutdown_signal().await;
+            t.abort();
         }
     }
     Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term => {}
+    }
+}
+
+/// The CA of a kubeconfig's current cluster, as PEM.
+fn root_ca_from_kubeconfig(path: &std::path::Path) -> Result<String> {
+    let kc = kube::config::Kubeconfig::read_from(path)?;
+    let ctx_name = kc.current_context.clone().unwrap_or_default();
+    let cluster_name = kc
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .unwrap_or_default();
+    let cluster = kc.clusters.iter().find(|c| c.name == cluster_name).and_then(|c| c.cluster.as_ref());
+    if let Some(data) = cluster.and_then(|c| c.certificate_authority_data.as_ref()) {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(data.trim())?;
+        return Ok(String::from_utf8(bytes)?);
+    }
+    if let Some(file) = cluster.and_then(|c| c.certificate_authority.as_ref()) {
+        return Ok(std::fs::read_to_string(file)?);
+    }
+    Ok(String::new())
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Taint, Toleration};
 use rand::Rng;
 
 use crate::cache::{Cache, NodeInfo, PodInfo};
-use crate::selectors::{first_untolerated, pod_matches_node, term_matches, tolerated, Labels, Selector};
+use crate::selectors::{Labels, Selector, first_untolerated, pod_matches_node, term_matches, tolerated};
 
 pub const MAX_NODE_SCORE: i64 = 100;
 const MIN_FEASIBLE_NODES_TO_FIND: usize = 100;
@@ -79,7 +79,8 @@ impl FitError {
         if !filter.is_empty() {
             msg.push_str(&format!(" {filter}."));
         }
-        let post = histogram(self.statuses.iter().map(|s| if s.unresolvable { PREEMPTION_NOT_HELPFUL } else { NO_VICTIMS }));
+        let post =
+            histogram(self.statuses.iter().map(|s| if s.unresolvable { PREEMPTION_NOT_HELPFUL } else { NO_VICTIMS }));
         msg.push_str(&format!(" preemption: 0/{n} nodes are available: {post}."));
         msg
     }
@@ -151,7 +152,8 @@ fn node_included(pod: &PodInfo, node: &NodeInfo, c: &SpreadConstraint) -> bool {
     if c.honor_node_affinity && !pod_matches_node(&pod.pod, &node.name, &node.labels) {
         return false;
     }
-    if c.honor_node_taints && first_untolerated(&node.taints, pod.tolerations(), &["NoSchedule", "NoExecute"]).is_some() {
+    if c.honor_node_taints && first_untolerated(&node.taints, pod.tolerations(), &["NoSchedule", "NoExecute"]).is_some()
+    {
         return false;
     }
     true
@@ -197,7 +199,8 @@ impl SpreadFilter {
                 return Some(NodeStatus::unresolvable(ERR_SPREAD_LABEL));
             };
             let domains = &self.counts[i];
-            let min = if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) };
+            let min =
+                if (domains.len() as i64) < c.min_domains { 0 } else { domains.values().copied().min().unwrap_or(0) };
             let matched = domains.get(value).copied().unwrap_or(0);
             let skew = matched + i64::from(self.self_match[i]) - min;
             if skew > c.max_skew {
@@ -235,10 +238,10 @@ impl AffinityFilter {
             let Some(info) = &ep.affinity else { continue };
             let Some(node) = cache.node(&ep.node_name) else { continue };
             for term in &info.required_anti_affinity {
-                if term.matches(pod, own_ns) {
-                    if let Some(v) = node.labels.get(&term.topology_key) {
-                        *existing_anti.entry((term.topology_key.clone(), v.clone())).or_insert(0) += 1;
-                    }
+                if term.matches(pod, own_ns)
+                    && let Some(v) = node.labels.get(&term.topology_key)
+                {
+                    *existing_anti.entry((term.topology_key.clone(), v.clone())).or_insert(0) += 1;
                 }
             }
         }
@@ -266,10 +269,10 @@ impl AffinityFilter {
                     }
                 }
                 for t in req_anti {
-                    if t.matches(ep, ns) {
-                        if let Some(v) = node.labels.get(&t.topology_key) {
-                            *anti.entry((t.topology_key.clone(), v.clone())).or_insert(0) += 1;
-                        }
+                    if t.matches(ep, ns)
+                        && let Some(v) = node.labels.get(&t.topology_key)
+                    {
+                        *anti.entry((t.topology_key.clone(), v.clone())).or_insert(0) += 1;
                     }
                 }
             }
@@ -296,7 +299,8 @@ impl AffinityFilter {
 
     fn filter(&self, node: &NodeInfo) -> Option<NodeStatus> {
         if self.has_affinity_terms {
-            let pods_exist = self.affinity_topology_keys.iter().all(|k| Self::count(&self.affinity, k, &node.labels) > 0);
+            let pods_exist =
+                self.affinity_topology_keys.iter().all(|k| Self::count(&self.affinity, k, &node.labels) > 0);
             if !pods_exist {
                 // The first pod of a self-affine group may go anywhere that has the keys.
                 let first_of_group = self.affinity.is_empty()
@@ -338,12 +342,8 @@ impl<'a> Cycle<'a> {
     fn new(cache: &Cache, pod: &'a PodInfo) -> Self {
         let tolerations = pod.tolerations();
         let spec = pod.pod.spec.as_ref();
-        let unsched = Taint {
-            key: UNSCHEDULABLE_TAINT_KEY.into(),
-            value: None,
-            effect: "NoSchedule".into(),
-            time_added: None,
-        };
+        let unsched =
+            Taint { key: UNSCHEDULABLE_TAINT_KEY.into(), value: None, effect: "NoSchedule".into(), time_added: None };
         let has_node_affinity = spec.is_some_and(|s| {
             s.node_selector.as_ref().is_some_and(|m| !m.is_empty())
                 || s.affinity
@@ -523,10 +523,8 @@ fn spread_scores(cache: &Cache, pod: &PodInfo, nodes: &[&NodeInfo]) -> Option<Ve
             ignored.iter().filter(|x| !**x).count()
         } else {
             for (n, ign) in nodes.iter().zip(&ignored) {
-                if !*ign {
-                    if let Some(v) = n.labels.get(&c.topology_key) {
-                        counts[i].entry(v.clone()).or_insert(0);
-                    }
+                if !*ign && let Some(v) = n.labels.get(&c.topology_key) {
+                    counts[i].entry(v.clone()).or_insert(0);
                 }
             }
             counts[i].len()
@@ -590,8 +588,10 @@ fn spread_scores(cache: &Cache, pod: &PodInfo, nodes: &[&NodeInfo]) -> Option<Ve
 
 fn inter_pod_affinity_scores(cache: &Cache, pod: &PodInfo, nodes: &[&NodeInfo]) -> Option<Vec<i64>> {
     let own_ns = cache.ns_labels(&pod.namespace);
-    let has_pref =
-        pod.affinity.as_ref().is_some_and(|a| !a.preferred_affinity.is_empty() || !a.preferred_anti_affinity.is_empty());
+    let has_pref = pod
+        .affinity
+        .as_ref()
+        .is_some_and(|a| !a.preferred_affinity.is_empty() || !a.preferred_anti_affinity.is_empty());
     if !has_pref && cache.with_affinity.is_empty() {
         return None;
     }
@@ -651,9 +651,7 @@ fn inter_pod_affinity_scores(cache: &Cache, pod: &PodInfo, nodes: &[&NodeInfo]) 
     }
     let raw: Vec<i64> = nodes
         .iter()
-        .map(|n| {
-            topo.iter().map(|(k, m)| n.labels.get(k).and_then(|v| m.get(v)).copied().unwrap_or(0)).sum::<i64>()
-        })
+        .map(|n| topo.iter().map(|(k, m)| n.labels.get(k).and_then(|v| m.get(v)).copied().unwrap_or(0)).sum::<i64>())
         .collect();
     let min = raw.iter().copied().min().unwrap_or(0);
     let max = raw.iter().copied().max().unwrap_or(0);
@@ -742,4 +740,416 @@ pub fn schedule(
         }
     }
     Ok(Decision { node: feasible[best].name.clone(), evaluated, feasible: feasible.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::{
+        Affinity, Container, ContainerPort, Node, NodeSpec, NodeStatus, Pod, PodAffinity, PodAffinityTerm,
+        PodAntiAffinity, PodSpec, PreferredSchedulingTerm, ResourceRequirements, TopologySpreadConstraint,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+    use rand::SeedableRng;
+    use std::sync::Arc;
+
+    fn node(name: &str, cpu: &str, mem: &str, labels: &[(&str, &str)]) -> Node {
+        let mut n = Node::default();
+        n.metadata.name = Some(name.into());
+        let mut l: Labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        l.insert("kubernetes.io/hostname".into(), name.into());
+        n.metadata.labels = Some(l);
+        n.status = Some(NodeStatus {
+            allocatable: Some(
+                [
+                    ("cpu".to_string(), Quantity(cpu.into())),
+                    ("memory".to_string(), Quantity(mem.into())),
+                    ("pods".to_string(), Quantity("110".into())),
+                ]
+                .into(),
+            ),
+            ..Default::default()
+        });
+        n
+    }
+
+    fn pod(name: &str, cpu: &str, labels: &[(&str, &str)]) -> Pod {
+        let mut p = Pod::default();
+        p.metadata.name = Some(name.into());
+        p.metadata.namespace = Some("default".into());
+        p.metadata.uid = Some(format!("uid-{name}"));
+        p.metadata.labels = Some(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+        p.spec = Some(PodSpec {
+            containers: vec![Container {
+                name: "c".into(),
+                resources: Some(ResourceRequirements {
+                    requests: Some([("cpu".to_string(), Quantity(cpu.into()))].into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+        p
+    }
+
+    fn spec(p: &mut Pod) -> &mut PodSpec {
+        p.spec.get_or_insert_with(Default::default)
+    }
+
+    fn bind(c: &mut Cache, mut p: Pod, node: &str) {
+        spec(&mut p).node_name = Some(node.into());
+        c.upsert_bound_pod(Arc::new(PodInfo::new(p)));
+    }
+
+    fn run(c: &Cache, p: Pod) -> Result<String, String> {
+        let info = PodInfo::new(p);
+        let mut start = 0;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        schedule(c, &info, &mut start, None, &mut rng).map(|d| d.node).map_err(|e| e.message())
+    }
+
+    fn sel(pairs: &[(&str, &str)]) -> LabelSelector {
+        LabelSelector {
+            match_labels: Some(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+            match_expressions: None,
+        }
+    }
+
+    #[test]
+    fn fit_error_message_shape() {
+        let mut c = Cache::default();
+        for i in 0..3 {
+            c.upsert_node(node(&format!("n{i}"), "1", "1Gi", &[]));
+        }
+        assert_eq!(
+            run(&c, pod("big", "2", &[])).unwrap_err(),
+            "0/3 nodes are available: 3 Insufficient cpu. preemption: 0/3 nodes are available: \
+             3 Preemption is not helpful for scheduling."
+        );
+        bind(&mut c, pod("x", "800m", &[]), "n0");
+        assert!(run(&c, pod("p", "500m", &[])).map(|n| n != "n0").unwrap());
+        let mut tainted = node("n1", "1", "1Gi", &[]);
+        tainted.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: "node-role.kubernetes.io/control-plane".into(),
+                value: None,
+                effect: "NoSchedule".into(),
+                time_added: None,
+            }]),
+            ..Default::default()
+        });
+        c.upsert_node(tainted);
+        let mut sel_pod = pod("s", "500m", &[]);
+        spec(&mut sel_pod).node_selector = Some([("disk".to_string(), "ssd".to_string())].into());
+        c.upsert_node(node("n2", "1", "1Gi", &[("disk", "ssd")]));
+        bind(&mut c, pod("y", "800m", &[]), "n2");
+        assert_eq!(
+            run(&c, sel_pod).unwrap_err(),
+            "0/3 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node affinity/selector, \
+             1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }. preemption: 0/3 nodes are \
+             available: 1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling."
+        );
+        assert_eq!(FitError { num_all_nodes: 0, statuses: vec![] }.message(), ERR_NO_NODES);
+    }
+
+    #[test]
+    fn resources_pods_and_extended() {
+        let mut c = Cache::default();
+        let mut n = node("n0", "4", "4Gi", &[]);
+        if let Some(a) = n.status.as_mut().and_then(|s| s.allocatable.as_mut()) {
+            a.insert("pods".into(), Quantity("1".into()));
+            a.insert("example.com/gpu".into(), Quantity("1".into()));
+        }
+        c.upsert_node(n);
+        let mut gpu = pod("g", "100m", &[]);
+        if let Some(r) = spec(&mut gpu).containers[0].resources.as_mut().and_then(|r| r.requests.as_mut()) {
+            r.insert("example.com/gpu".into(), Quantity("2".into()));
+        }
+        let err = run(&c, gpu).unwrap_err();
+        assert!(err.starts_with("0/1 nodes are available: 1 Insufficient example.com/gpu."), "{err}");
+        bind(&mut c, pod("a", "100m", &[]), "n0");
+        let err = run(&c, pod("b", "100m", &[])).unwrap_err();
+        assert!(err.contains("1 Too many pods"), "{err}");
+        assert!(err.contains("1 No preemption victims found"), "{err}");
+    }
+
+    #[test]
+    fn unschedulable_node_and_toleration() {
+        let mut c = Cache::default();
+        let mut n = node("n0", "4", "4Gi", &[]);
+        n.spec = Some(NodeSpec { unschedulable: Some(true), ..Default::default() });
+        c.upsert_node(n);
+        assert!(run(&c, pod("a", "1", &[])).unwrap_err().contains("1 node(s) were unschedulable"));
+        let mut p = pod("b", "1", &[]);
+        spec(&mut p).tolerations = Some(vec![Toleration {
+            key: Some(UNSCHEDULABLE_TAINT_KEY.into()),
+            operator: Some("Exists".into()),
+            effect: Some("NoSchedule".into()),
+            ..Default::default()
+        }]);
+        assert_eq!(run(&c, p).unwrap(), "n0");
+    }
+
+    #[test]
+    fn host_ports_conflict() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "4", "4Gi", &[]));
+        c.upsert_node(node("n1", "4", "4Gi", &[]));
+        let with_port = |name: &str| {
+            let mut p = pod(name, "100m", &[]);
+            spec(&mut p).containers[0].ports =
+                Some(vec![ContainerPort { container_port: 80, host_port: Some(8080), ..Default::default() }]);
+            p
+        };
+        bind(&mut c, with_port("a"), "n0");
+        for _ in 0..5 {
+            assert_eq!(run(&c, with_port("b")).unwrap(), "n1");
+        }
+        bind(&mut c, with_port("c"), "n1");
+        assert!(
+            run(&c, with_port("d"))
+                .unwrap_err()
+                .contains("2 node(s) didn't have free ports for the requested pod ports")
+        );
+    }
+
+    #[test]
+    fn least_allocated_and_balanced_prefer_emptier_node() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "4", "4Gi", &[]));
+        c.upsert_node(node("n1", "4", "4Gi", &[]));
+        bind(&mut c, pod("a", "2", &[]), "n0");
+        for _ in 0..5 {
+            assert_eq!(run(&c, pod("b", "500m", &[])).unwrap(), "n1");
+        }
+        let n = c.node("n1").map(|n| score_least_allocated(&PodInfo::new(pod("x", "1", &[])), n));
+        // cpu: (4000-1000)*100/4000 = 75; memory: (4Gi-200Mi)*100/4Gi = 95 → (75+95)/2 = 85
+        assert_eq!(n, Some(85));
+        let bal = c.node("n1").map(|n| score_balanced(&PodInfo::new(pod("x", "2", &[])), n));
+        // cpu fraction 0.5, memory 0 → std 0.25 → 75
+        assert_eq!(bal, Some(75));
+    }
+
+    #[test]
+    fn node_affinity_required_and_preferred() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "4", "4Gi", &[("zone", "a")]));
+        c.upsert_node(node("n1", "4", "4Gi", &[("zone", "b")]));
+        c.upsert_node(node("n2", "4", "4Gi", &[("zone", "c")]));
+        let mut p = pod("p", "100m", &[]);
+        spec(&mut p).affinity = Some(Affinity {
+            node_affinity: Some(k8s_openapi::api::core::v1::NodeAffinity {
+                required_during_scheduling_ignored_during_execution: Some(k8s_openapi::api::core::v1::NodeSelector {
+                    node_selector_terms: vec![k8s_openapi::api::core::v1::NodeSelectorTerm {
+                        match_expressions: Some(vec![k8s_openapi::api::core::v1::NodeSelectorRequirement {
+                            key: "zone".into(),
+                            operator: "NotIn".into(),
+                            values: Some(vec!["c".into()]),
+                        }]),
+                        match_fields: None,
+                    }],
+                }),
+                preferred_during_scheduling_ignored_during_execution: Some(vec![PreferredSchedulingTerm {
+                    weight: 50,
+                    preference: k8s_openapi::api::core::v1::NodeSelectorTerm {
+                        match_expressions: Some(vec![k8s_openapi::api::core::v1::NodeSelectorRequirement {
+                            key: "zone".into(),
+                            operator: "In".into(),
+                            values: Some(vec!["b".into()]),
+                        }]),
+                        match_fields: None,
+                    },
+                }]),
+            }),
+            ..Default::default()
+        });
+        for _ in 0..5 {
+            assert_eq!(run(&c, p.clone()).unwrap(), "n1");
+        }
+        if let Some(s) = spec(&mut p).affinity.as_mut().and_then(|a| a.node_affinity.as_mut()) {
+            s.preferred_during_scheduling_ignored_during_execution = None;
+        }
+        bind(&mut c, pod("x", "3", &[]), "n1");
+        assert_eq!(run(&c, p).unwrap(), "n0");
+    }
+
+    #[test]
+    fn prefer_no_schedule_taint_scores_lower() {
+        let mut c = Cache::default();
+        let mut n0 = node("n0", "4", "4Gi", &[]);
+        n0.spec = Some(NodeSpec {
+            taints: Some(vec![Taint {
+                key: "k".into(),
+                value: None,
+                effect: "PreferNoSchedule".into(),
+                time_added: None,
+            }]),
+            ..Default::default()
+        });
+        c.upsert_node(n0);
+        c.upsert_node(node("n1", "4", "4Gi", &[]));
+        // n1 is busier, but the taint weighs 3 × 100.
+        bind(&mut c, pod("a", "2", &[]), "n1");
+        assert_eq!(run(&c, pod("p", "100m", &[])).unwrap(), "n1");
+    }
+
+    fn term(labels: &[(&str, &str)], key: &str) -> PodAffinityTerm {
+        PodAffinityTerm { label_selector: Some(sel(labels)), topology_key: key.into(), ..Default::default() }
+    }
+
+    #[test]
+    fn inter_pod_affinity_and_anti_affinity() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "4", "4Gi", &[("zone", "a")]));
+        c.upsert_node(node("n1", "4", "4Gi", &[("zone", "a")]));
+        c.upsert_node(node("n2", "4", "4Gi", &[("zone", "b")]));
+        // First pod of a self-affine group may go anywhere.
+        let mut web = pod("web", "100m", &[("app", "web")]);
+        spec(&mut web).affinity = Some(Affinity {
+            pod_affinity: Some(PodAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![term(&[("app", "web")], "zone")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        assert!(run(&c, web.clone()).is_ok());
+        bind(&mut c, pod("w1", "100m", &[("app", "web")]), "n2");
+        for _ in 0..5 {
+            assert_eq!(run(&c, web.clone()).unwrap(), "n2");
+        }
+        // Anti-affinity by zone: away from zone b.
+        let mut lonely = pod("l", "100m", &[]);
+        spec(&mut lonely).affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![term(&[("app", "web")], "zone")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        for _ in 0..5 {
+            assert_ne!(run(&c, lonely.clone()).unwrap(), "n2");
+        }
+        // An existing pod's anti-affinity keeps web pods off its hostname.
+        let mut guard = pod("guard", "100m", &[]);
+        spec(&mut guard).affinity = Some(Affinity {
+            pod_anti_affinity: Some(PodAntiAffinity {
+                required_during_scheduling_ignored_during_execution: Some(vec![term(
+                    &[("app", "web")],
+                    "kubernetes.io/hostname",
+                )]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        bind(&mut c, guard, "n2");
+        let err = run(&c, web).unwrap_err();
+        assert!(err.contains("1 node(s) didn't satisfy existing pods anti-affinity rules"), "{err}");
+        assert!(err.contains("2 node(s) didn't match pod affinity rules"), "{err}");
+    }
+
+    #[test]
+    fn preferred_pod_affinity_scores() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "4", "4Gi", &[]));
+        c.upsert_node(node("n1", "4", "4Gi", &[]));
+        bind(&mut c, pod("db", "1", &[("app", "db")]), "n1");
+        let mut p = pod("p", "100m", &[]);
+        spec(&mut p).affinity = Some(Affinity {
+            pod_affinity: Some(PodAffinity {
+                preferred_during_scheduling_ignored_during_execution: Some(vec![
+                    k8s_openapi::api::core::v1::WeightedPodAffinityTerm {
+                        weight: 100,
+                        pod_affinity_term: term(&[("app", "db")], "kubernetes.io/hostname"),
+                    },
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        for _ in 0..5 {
+            assert_eq!(run(&c, p.clone()).unwrap(), "n1");
+        }
+    }
+
+    fn spread(p: &mut Pod, key: &str, skew: i32, when: &str) {
+        spec(p).topology_spread_constraints = Some(vec![TopologySpreadConstraint {
+            max_skew: skew,
+            topology_key: key.into(),
+            when_unsatisfiable: when.into(),
+            label_selector: Some(sel(&[("app", "s")])),
+            ..Default::default()
+        }]);
+    }
+
+    #[test]
+    fn topology_spread_do_not_schedule() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "8", "8Gi", &[("zone", "a")]));
+        c.upsert_node(node("n1", "8", "8Gi", &[("zone", "b")]));
+        c.upsert_node(node("n2", "8", "8Gi", &[]));
+        bind(&mut c, pod("s1", "100m", &[("app", "s")]), "n0");
+        bind(&mut c, pod("s2", "100m", &[("app", "s")]), "n0");
+        let mut p = pod("p", "2", &[("app", "s")]);
+        spread(&mut p, "zone", 1, "DoNotSchedule");
+        for _ in 0..5 {
+            assert_eq!(run(&c, p.clone()).unwrap(), "n1");
+        }
+        bind(&mut c, pod("big", "7", &[]), "n1");
+        let err = run(&c, p.clone()).unwrap_err();
+        assert!(err.contains("1 Insufficient cpu"), "{err}");
+        assert!(err.contains("1 node(s) didn't match pod topology spread constraints,"), "{err}");
+        assert!(
+            err.contains("1 node(s) didn't match pod topology spread constraints (missing required label)"),
+            "{err}"
+        );
+        // minDomains 3 with only 2 domains: the global minimum counts as 0.
+        let mut q = pod("q", "100m", &[("app", "s")]);
+        spread(&mut q, "zone", 2, "DoNotSchedule");
+        assert_eq!(run(&c, q.clone()).unwrap(), "n1");
+        if let Some(tsc) = spec(&mut q).topology_spread_constraints.as_mut() {
+            tsc[0].min_domains = Some(3);
+        }
+        bind(&mut c, pod("s3", "100m", &[("app", "s")]), "n1");
+        // counts a=2, b=1; with min 0 zone a has skew 3 > 2, zone b skew 2 ok.
+        assert_eq!(run(&c, q).unwrap(), "n1");
+    }
+
+    #[test]
+    fn topology_spread_schedule_anyway_prefers_emptier_domain() {
+        let mut c = Cache::default();
+        c.upsert_node(node("n0", "8", "8Gi", &[("zone", "a")]));
+        c.upsert_node(node("n1", "8", "8Gi", &[("zone", "b")]));
+        bind(&mut c, pod("s1", "100m", &[("app", "s")]), "n1");
+        bind(&mut c, pod("s2", "100m", &[("app", "s")]), "n1");
+        // n0 busier by resources, but spreading (weight 2) wins.
+        bind(&mut c, pod("big", "1", &[]), "n0");
+        let mut p = pod("p", "100m", &[("app", "s")]);
+        spread(&mut p, "zone", 1, "ScheduleAnyway");
+        assert_eq!(run(&c, p).unwrap(), "n0");
+    }
+
+    #[test]
+    fn sampling_numbers() {
+        assert_eq!(num_feasible_nodes_to_find(50, None), 50);
+        assert_eq!(num_feasible_nodes_to_find(1000, None), 420);
+        assert_eq!(num_feasible_nodes_to_find(5000, None), 500);
+        assert_eq!(num_feasible_nodes_to_find(200, Some(10)), 100);
+        assert_eq!(num_feasible_nodes_to_find(1000, Some(100)), 1000);
+    }
+
+    #[test]
+    fn round_robin_start_advances() {
+        let mut c = Cache::default();
+        for i in 0..200 {
+            c.upsert_node(node(&format!("n{i:03}"), "4", "4Gi", &[]));
+        }
+        let info = PodInfo::new(pod("p", "100m", &[]));
+        let mut start = 0;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        let d = schedule(&c, &info, &mut start, None, &mut rng).map(|d| d.evaluated).unwrap_or(0);
+        assert_eq!(d, 100);
+        assert_eq!(start, 100);
+    }
 }

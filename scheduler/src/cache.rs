@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Node, Pod, PodAffinityTerm, Taint, Toleration};
 
-use crate::resources::{node_allocatable, pod_requests, Resources};
+use crate::resources::{Resources, node_allocatable, pod_requests};
 use crate::selectors::{Labels, Selector};
 
 /// `namespace/name`.
@@ -57,7 +57,7 @@ impl AffinityTerm {
 
     /// Whether `pod` (in a namespace labelled `ns_labels`) is selected by this term.
     pub fn matches(&self, pod: &PodInfo, ns_labels: Option<&Labels>) -> bool {
-        let ns_ok = self.namespaces.iter().any(|n| *n == pod.namespace)
+        let ns_ok = self.namespaces.contains(&pod.namespace)
             || self.namespace_selector.as_ref().is_some_and(|s| s.matches(ns_labels.unwrap_or(&Labels::new())));
         ns_ok && self.selector.matches(&pod.labels)
     }
@@ -257,8 +257,7 @@ pub struct Cache {
 
 impl Cache {
     fn rebuild_order(&mut self) {
-        let mut names: Vec<String> =
-            self.nodes.values().filter(|n| n.node.is_some()).map(|n| n.name.clone()).collect();
+        let mut names: Vec<String> = self.nodes.values().filter(|n| n.node.is_some()).map(|n| n.name.clone()).collect();
         names.sort();
         self.node_order = names;
     }
@@ -269,9 +268,11 @@ impl Cache {
         let Some(name) = node.metadata.name.clone() else { return false };
         let info = self.nodes.entry(name.clone()).or_insert_with(|| NodeInfo::empty(&name));
         let was_real = info.node.is_some();
-        let before = (info.allocatable.clone(), info.allowed_pods, info.labels.clone(), info.taints.clone(), info.unschedulable);
+        let before =
+            (info.allocatable.clone(), info.allowed_pods, info.labels.clone(), info.taints.clone(), info.unschedulable);
         info.set_node(node);
-        let after = (info.allocatable.clone(), info.allowed_pods, info.labels.clone(), info.taints.clone(), info.unschedulable);
+        let after =
+            (info.allocatable.clone(), info.allowed_pods, info.labels.clone(), info.taints.clone(), info.unschedulable);
         if !was_real {
             self.rebuild_order();
             return true;
@@ -384,7 +385,9 @@ mod tests {
         let mut n = Node::default();
         n.metadata.name = Some(name.into());
         n.status = Some(NodeStatus {
-            allocatable: Some([("cpu".to_string(), Quantity(cpu.into())), ("pods".to_string(), Quantity("110".into()))].into()),
+            allocatable: Some(
+                [("cpu".to_string(), Quantity(cpu.into())), ("pods".to_string(), Quantity("110".into()))].into(),
+            ),
             ..Default::default()
         });
         n

@@ -105,7 +105,8 @@ fn container_requests(c: &Container, non_zero: bool) -> Resources {
         }
     }
     if non_zero {
-        let has = |name: &str| requests.is_some_and(|m| m.contains_key(name)) || limits.is_some_and(|m| m.contains_key(name));
+        let has =
+            |name: &str| requests.is_some_and(|m| m.contains_key(name)) || limits.is_some_and(|m| m.contains_key(name));
         if !has("cpu") {
             r.milli_cpu = DEFAULT_MILLI_CPU_REQUEST;
         }
@@ -187,7 +188,8 @@ mod tests {
 
     #[test]
     fn containers_sum_and_init_max() {
-        let p = pod(vec![c(Some("100m"), Some("1Gi"), None), c(Some("200m"), None, None)], vec![c(Some("1"), None, None)]);
+        let p =
+            pod(vec![c(Some("100m"), Some("1Gi"), None), c(Some("200m"), None, None)], vec![c(Some("1"), None, None)]);
         let r = pod_requests(&p, false);
         assert_eq!(r.milli_cpu, 1000);
         assert_eq!(r.memory, 1 << 30);

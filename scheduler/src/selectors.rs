@@ -120,17 +120,18 @@ pub fn term_matches(term: &NodeSelectorTerm, node_name: &str, labels: &Labels) -
     if exprs.is_empty() && fields.is_empty() {
         return false;
     }
-    exprs.iter().all(|r| node_requirement_matches(r, labels)) && fields.iter().all(|r| field_requirement_matches(r, node_name))
+    exprs.iter().all(|r| node_requirement_matches(r, labels))
+        && fields.iter().all(|r| field_requirement_matches(r, node_name))
 }
 
 /// Required node affinity of `pod` (nodeSelector AND any of the required terms), upstream's
 /// `RequiredNodeAffinity.Match`.
 pub fn pod_matches_node(pod: &Pod, node_name: &str, labels: &Labels) -> bool {
     let Some(spec) = &pod.spec else { return true };
-    if let Some(sel) = &spec.node_selector {
-        if !sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-            return false;
-        }
+    if let Some(sel) = &spec.node_selector
+        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
+    {
+        return false;
     }
     let required = spec
         .affinity
@@ -145,10 +146,11 @@ pub fn pod_matches_node(pod: &Pod, node_name: &str, labels: &Labels) -> bool {
 
 /// Whether the toleration tolerates the taint (upstream's `Toleration.ToleratesTaint`).
 pub fn tolerates(t: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = t.effect.as_deref() {
-        if !effect.is_empty() && effect != taint.effect {
-            return false;
-        }
+    if let Some(effect) = t.effect.as_deref()
+        && !effect.is_empty()
+        && effect != taint.effect
+    {
+        return false;
     }
     let key = t.key.as_deref().unwrap_or("");
     if !key.is_empty() && key != taint.key {
@@ -227,7 +229,10 @@ mod tests {
         assert!(!term_matches(&t(vec![nreq("cores", "Lt", &["4"])]), "n1", &l));
         assert!(!term_matches(&t(vec![nreq("zone", "Gt", &["1"])]), "n1", &l));
         assert!(!term_matches(&NodeSelectorTerm::default(), "n1", &l));
-        let f = NodeSelectorTerm { match_expressions: None, match_fields: Some(vec![nreq("metadata.name", "In", &["n1"])]) };
+        let f = NodeSelectorTerm {
+            match_expressions: None,
+            match_fields: Some(vec![nreq("metadata.name", "In", &["n1"])]),
+        };
         assert!(term_matches(&f, "n1", &l));
         assert!(!term_matches(&f, "n2", &l));
     }

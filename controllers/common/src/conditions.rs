@@ -7,9 +7,7 @@
 //!   status did not flip (only a status change moves the transition time);
 //! - `lastUpdateTime` (where the type has one) is the time of this change.
 
-use k8s_openapi::api::apps::v1::{
-    DaemonSetCondition, DeploymentCondition, ReplicaSetCondition, StatefulSetCondition,
-};
+use k8s_openapi::api::apps::v1::{DaemonSetCondition, DeploymentCondition, ReplicaSetCondition, StatefulSetCondition};
 use k8s_openapi::api::core::v1::ReplicationControllerCondition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -93,7 +91,12 @@ pub fn remove<C: Condition>(conditions: &mut Vec<C>, type_: &str) -> bool {
 }
 
 /// A Deployment condition stamped now (both lastUpdateTime and lastTransitionTime).
-pub fn new_deployment_condition(type_: &str, status: &str, reason: &str, message: impl Into<String>) -> DeploymentCondition {
+pub fn new_deployment_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: impl Into<String>,
+) -> DeploymentCondition {
     let t = now();
     DeploymentCondition {
         type_: type_.to_string(),
@@ -106,7 +109,12 @@ pub fn new_deployment_condition(type_: &str, status: &str, reason: &str, message
 }
 
 /// A ReplicaSet condition stamped now.
-pub fn new_replicaset_condition(type_: &str, status: &str, reason: &str, message: impl Into<String>) -> ReplicaSetCondition {
+pub fn new_replicaset_condition(
+    type_: &str,
+    status: &str,
+    reason: &str,
+    message: impl Into<String>,
+) -> ReplicaSetCondition {
     ReplicaSetCondition {
         type_: type_.to_string(),
         status: status.to_string(),

@@ -67,7 +67,14 @@ impl EventPublisher {
     }
 
     /// An event about the object `regarding`; failures are logged.
-    pub async fn publish(&self, regarding: &ObjectReference, type_: EventType, reason: &str, action: &str, note: String) {
+    pub async fn publish(
+        &self,
+        regarding: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         // The resourceVersion changes all the time; an event is about the object, not a version.
         let mut regarding = regarding.clone();
         regarding.resource_version = None;

@@ -80,10 +80,7 @@ impl ControllerExpectations {
 
     /// Replaces the controller's record (forgetting earlier expectations).
     pub fn set(&self, key: &str, add: i64, del: i64) {
-        self.lock().insert(
-            key.to_string(),
-            Record { add, del, timestamp: Instant::now(), deleting: HashSet::new() },
-        );
+        self.lock().insert(key.to_string(), Record { add, del, timestamp: Instant::now(), deleting: HashSet::new() });
     }
 
     /// Expects `adds` creations (replacing the record).

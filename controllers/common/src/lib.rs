@@ -54,9 +54,7 @@ pub fn is_invalid(err: &kube::Error) -> bool {
 /// `NamespaceTerminating` when creating into a namespace that is being deleted.
 pub fn has_status_cause(err: &kube::Error, cause: &str) -> bool {
     match err {
-        kube::Error::Api(status) => {
-            status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == cause))
-        }
+        kube::Error::Api(status) => status.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == cause)),
         _ => false,
     }
 }

@@ -113,10 +113,7 @@ impl CanAdopt {
 
     /// Runs the check (once) and returns its outcome.
     pub async fn check(&self) -> Result<(), Error> {
-        let outcome = self
-            .outcome
-            .get_or_init(|| async { (self.check)().await.map_err(|e| e.to_string()) })
-            .await;
+        let outcome = self.outcome.get_or_init(|| async { (self.check)().await.map_err(|e| e.to_string()) }).await;
         outcome.clone().map_err(Error::CannotAdopt)
     }
 }
@@ -210,9 +207,10 @@ where
 
     /// Adds the controller reference to an orphan (after the owner's can-adopt check).
     pub async fn adopt(&self, obj: &K) -> Result<K, Error> {
-        self.can_adopt.check().await.map_err(|e| {
-            Error::CannotAdopt(format!("can't adopt {} {}: {e}", K::kind(&()), obj.name_any()))
-        })?;
+        self.can_adopt
+            .check()
+            .await
+            .map_err(|e| Error::CannotAdopt(format!("can't adopt {} {}: {e}", K::kind(&()), obj.name_any())))?;
         let uid = obj.meta().uid.clone().unwrap_or_default();
         let patch = adopt_patch(&self.owner_ref, &uid);
         Ok(self.api.patch(&obj.name_any(), &PatchParams::default(), &Patch::Strategic(patch)).await?)

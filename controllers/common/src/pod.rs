@@ -78,11 +78,7 @@ pub fn max_container_restarts(pod: &Pod) -> i32 {
 
 /// Upstream's `getPodsPrefix`: `<name>-`, or `<name>` when the dash would make it too long.
 pub fn generate_name_prefix(controller_name: &str) -> String {
-    if controller_name.len() < MAX_NAME_LEN {
-        format!("{controller_name}-")
-    } else {
-        controller_name.to_string()
-    }
+    if controller_name.len() < MAX_NAME_LEN { format!("{controller_name}-") } else { controller_name.to_string() }
 }
 
 /// Upstream's `GetPodFromTemplate`: a pod with the template's labels, annotations, finalizers and

@@ -75,7 +75,10 @@ pub fn rs_ready(rs: &ReplicaSet) -> i32 {
     rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
 }
 
-pub fn annotation<'a>(meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, key: &str) -> Option<&'a str> {
+pub fn annotation<'a>(
+    meta: &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    key: &str,
+) -> Option<&'a str> {
     meta.annotations.as_ref().and_then(|a| a.get(key)).map(String::as_str)
 }
 
@@ -189,9 +192,7 @@ pub fn equal_ignore_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
 pub fn new_rs_template(d: &Deployment, hash: &str) -> PodTemplateSpec {
     let mut t = d.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
     let meta = t.metadata.get_or_insert_with(Default::default);
-    meta.labels
-        .get_or_insert_with(Default::default)
-        .insert(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY.into(), hash.into());
+    meta.labels.get_or_insert_with(Default::default).insert(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY.into(), hash.into());
     t
 }
 
@@ -228,7 +229,9 @@ pub fn find_new_rs(d: &Deployment, rs_list: &[ReplicaSet]) -> Option<ReplicaSet>
     let template = &d.spec.as_ref()?.template;
     let mut sorted = rs_list.to_vec();
     sort_by_creation(&mut sorted);
-    sorted.into_iter().find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, template)))
+    sorted
+        .into_iter()
+        .find(|rs| rs.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| equal_ignore_hash(t, template)))
 }
 
 /// Every ReplicaSet but the new one.
@@ -391,7 +394,8 @@ fn replica_set_fraction(rs: &ReplicaSet, d: &Deployment) -> i32 {
         return -rs_replicas(rs);
     }
     let deployment_replicas = desired + max_surge(d);
-    let annotated = max_replicas_annotation(rs).unwrap_or_else(|| d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0));
+    let annotated =
+        max_replicas_annotation(rs).unwrap_or_else(|| d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0));
     if annotated == 0 {
         return 0;
     }
@@ -535,7 +539,9 @@ pub fn deployment_timed_out(d: &Deployment, new: &DeploymentStatus, now: i64) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, ReplicaSetStatus, RollingUpdateDeployment};
+    use k8s_openapi::api::apps::v1::{
+        DeploymentSpec, DeploymentStrategy, ReplicaSetSpec, ReplicaSetStatus, RollingUpdateDeployment,
+    };
     use k8s_openapi::api::core::v1::{Container, PodSpec};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
@@ -580,7 +586,11 @@ mod tests {
                 creation_timestamp: Some(Time(k8s_openapi::jiff::Timestamp::from_second(created).unwrap_or_default())),
                 ..Default::default()
             },
-            spec: Some(ReplicaSetSpec { replicas: Some(replicas), template: Some(tmpl("nginx:1")), ..Default::default() }),
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                template: Some(tmpl("nginx:1")),
+                ..Default::default()
+            }),
             status: Some(ReplicaSetStatus {
                 replicas,
                 available_replicas: Some(available),
@@ -651,7 +661,9 @@ mod tests {
         let a = tmpl("nginx:1");
         let mut b = a.clone();
         if let Some(m) = b.metadata.as_mut() {
-            m.labels.get_or_insert_with(Default::default).insert(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY.into(), "abc".into());
+            m.labels
+                .get_or_insert_with(Default::default)
+                .insert(DEFAULT_DEPLOYMENT_UNIQUE_LABEL_KEY.into(), "abc".into());
         }
         assert!(equal_ignore_hash(&a, &b));
         assert!(!equal_ignore_hash(&a, &tmpl("nginx:2")));
@@ -733,9 +745,15 @@ mod tests {
     fn active_or_latest() {
         let a = rs("a", 1, 0, 0);
         let b = rs("b", 2, 0, 0);
-        assert_eq!(find_active_or_latest(None, &[a.clone(), b.clone()]).and_then(|r| r.metadata.name), Some("b".into()));
+        assert_eq!(
+            find_active_or_latest(None, &[a.clone(), b.clone()]).and_then(|r| r.metadata.name),
+            Some("b".into())
+        );
         let c = rs("c", 3, 2, 2);
-        assert_eq!(find_active_or_latest(Some(&c), &[a.clone(), b.clone()]).and_then(|r| r.metadata.name), Some("c".into()));
+        assert_eq!(
+            find_active_or_latest(Some(&c), &[a.clone(), b.clone()]).and_then(|r| r.metadata.name),
+            Some("c".into())
+        );
         let d = rs("d", 4, 1, 1);
         assert!(find_active_or_latest(Some(&c), &[d]).is_none());
     }
@@ -779,7 +797,8 @@ mod tests {
         assert!(!deployment_progressing(&d, &same));
 
         let mut stuck = same.clone();
-        let mut c = conditions::new_deployment_condition(DEPLOYMENT_PROGRESSING, CONDITION_TRUE, RS_UPDATED_REASON, "x");
+        let mut c =
+            conditions::new_deployment_condition(DEPLOYMENT_PROGRESSING, CONDITION_TRUE, RS_UPDATED_REASON, "x");
         c.last_update_time = Some(Time(k8s_openapi::jiff::Timestamp::from_second(1000).unwrap_or_default()));
         stuck.conditions = Some(vec![c]);
         assert!(!deployment_timed_out(&d, &stuck, 1500));

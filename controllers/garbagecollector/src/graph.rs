@@ -37,7 +37,10 @@ impl Identity {
     /// version part of apiVersion may differ).
     pub fn matches_ref(&self, r: &OwnerReference) -> bool {
         let group = |av: &str| crate::discovery::split_api_version(av).0.to_string();
-        self.uid == r.uid && self.kind == r.kind && self.name == r.name && group(&self.api_version) == group(&r.api_version)
+        self.uid == r.uid
+            && self.kind == r.kind
+            && self.name == r.name
+            && group(&self.api_version) == group(&r.api_version)
     }
 }
 
@@ -182,7 +185,8 @@ impl Graph {
                 }
                 node.identity = identity.clone();
                 node.resource = Some(resource.to_string());
-                let old = (std::mem::replace(&mut node.owners, owners.clone()), node.deleting_dependents, node.orphaning);
+                let old =
+                    (std::mem::replace(&mut node.owners, owners.clone()), node.deleting_dependents, node.orphaning);
                 node.being_deleted = being_deleted;
                 node.deleting_dependents = deleting_dependents;
                 node.orphaning = orphaning;
@@ -397,7 +401,7 @@ mod tests {
     }
 
     fn deleting(mut m: ObjectMeta, finalizer: &str) -> ObjectMeta {
-        m.deletion_timestamp = Some(Time(chrono::Utc::now()));
+        m.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         m.finalizers = Some(vec![finalizer.to_string()]);
         m
     }

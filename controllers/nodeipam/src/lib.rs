@@ -94,10 +94,7 @@ fn node_name(node: &Node) -> &str {
 
 fn pod_cidr(node: &Node) -> Option<String> {
     let spec = node.spec.as_ref()?;
-    spec.pod_cidr
-        .clone()
-        .filter(|c| !c.is_empty())
-        .or_else(|| spec.pod_cidrs.as_ref().and_then(|v| v.first().cloned()))
+    spec.pod_cidr.clone().filter(|c| !c.is_empty()).or_else(|| spec.pod_cidrs.as_ref().and_then(|v| v.first().cloned()))
 }
 
 /// Runs the range allocator until the process ends.
@@ -233,7 +230,8 @@ mod tests {
     use super::*;
 
     fn node(name: &str, cidr: Option<&str>) -> Node {
-        let mut n = Node { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
+        let mut n =
+            Node { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
         if let Some(c) = cidr {
             n.spec = Some(k8s_openapi::api::core::v1::NodeSpec {
                 pod_cidr: Some(c.into()),

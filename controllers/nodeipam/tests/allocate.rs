@@ -27,7 +27,8 @@ async fn assigns_distinct_cidrs_keeps_existing_and_reuses_released() -> anyhow::
     let nodes: Api<Node> = Api::all(client.clone());
     // A node that already has a subnet before the controller starts.
     let mut pre = node("pre");
-    pre.spec = Some(serde_json::from_value(serde_json::json!({"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}))?);
+    pre.spec =
+        Some(serde_json::from_value(serde_json::json!({"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]}))?);
     nodes.create(&PostParams::default(), &pre).await?;
     let cfg = Config { cluster_cidr: "10.244.0.0/22".into(), node_cidr_mask_size: 24 };
     let task = tokio::spawn(run(client.clone(), cfg));
@@ -49,8 +50,11 @@ async fn assigns_distinct_cidrs_keeps_existing_and_reuses_released() -> anyhow::
     assert!(nodes.get("d").await?.spec.and_then(|s| s.pod_cidr).is_none());
     let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
     let evs = events.list(&Default::default()).await?;
-    assert!(evs.items.iter().any(|e| e.reason.as_deref() == Some("CIDRNotAvailable")
-        && e.involved_object.name.as_deref() == Some("d")));
+    assert!(
+        evs.items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("CIDRNotAvailable") && e.involved_object.name.as_deref() == Some("d"))
+    );
     // Deleting a node releases its subnet; the waiting node gets it.
     nodes.delete("pre", &DeleteParams::default()).await?;
     assert_eq!(wait_cidr(&nodes, "d").await?, "10.244.0.0/24");

@@ -10,12 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 /// Upstream's `nodetopology.GetZoneKey`: region and zone labels (stable, then beta), "" if none.
 pub fn zone_key(node: &Node) -> String {
     let labels = node.metadata.labels.as_ref();
-    let get = |a: &str, b: &str| {
-        labels
-            .and_then(|l| l.get(a).or_else(|| l.get(b)))
-            .cloned()
-            .unwrap_or_default()
-    };
+    let get = |a: &str, b: &str| labels.and_then(|l| l.get(a).or_else(|| l.get(b))).cloned().unwrap_or_default();
     let region = get("topology.kubernetes.io/region", "failure-domain.beta.kubernetes.io/region");
     let zone = get("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone");
     if region.is_empty() && zone.is_empty() {

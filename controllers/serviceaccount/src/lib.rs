@@ -117,9 +117,7 @@ fn ignorable_create_error(err: &kube::Error) -> bool {
         kube::Error::Api(s) => {
             s.code == 409
                 || s.code == 404
-                || s.details
-                    .as_ref()
-                    .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+                || s.details.as_ref().is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
         }
         _ => false,
     }
@@ -163,14 +161,18 @@ pub fn desired_configmap(root_ca_pem: &str) -> ConfigMap {
 pub fn corrected_configmap(cm: &ConfigMap, root_ca_pem: &str) -> Option<ConfigMap> {
     let want = BTreeMap::from([(ROOT_CA_KEY.to_string(), root_ca_pem.to_string())]);
     let data_ok = cm.data.as_ref() == Some(&want) && cm.binary_data.as_ref().is_none_or(|b| b.is_empty());
-    let annotated = cm.metadata.annotations.as_ref().and_then(|a| a.get(DESCRIPTION_ANNOTATION)).is_some_and(|v| !v.is_empty());
+    let annotated =
+        cm.metadata.annotations.as_ref().and_then(|a| a.get(DESCRIPTION_ANNOTATION)).is_some_and(|v| !v.is_empty());
     if data_ok && annotated {
         return None;
     }
     let mut out = cm.clone();
     out.data = Some(want);
     out.binary_data = None;
-    out.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(DESCRIPTION_ANNOTATION.into(), DESCRIPTION.into());
+    out.metadata
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(DESCRIPTION_ANNOTATION.into(), DESCRIPTION.into());
     Some(out)
 }
 

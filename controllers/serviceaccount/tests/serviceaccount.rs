@@ -81,9 +81,8 @@ async fn terminating_namespace_gets_nothing_new() -> anyhow::Result<()> {
     let client = env.client();
     let nss: Api<Namespace> = Api::all(client.clone());
     // A finalizer keeps the namespace in Terminating.
-    let ns: Namespace = serde_json::from_value(
-        serde_json::json!({"metadata": {"name": "going", "finalizers": ["example.com/hold"]}}),
-    )?;
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "going", "finalizers": ["example.com/hold"]}}))?;
     nss.create(&PostParams::default(), &ns).await?;
     nss.delete("going", &DeleteParams::default()).await?;
     tokio::spawn(run(client.clone(), Config { root_ca_pem: PEM.into() }));

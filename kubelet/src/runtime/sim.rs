@@ -154,7 +154,8 @@ impl Runtime for SimRuntime {
     ) -> Result<String, String> {
         self.seq += 1;
         let uid = c.pod.metadata.uid.as_deref().unwrap_or("pod");
-        let id = format!("{}{:08x}{:08x}", uid.replace('-', "").chars().take(16).collect::<String>(), self.seq, c.attempt);
+        let id =
+            format!("{}{:08x}{:08x}", uid.replace('-', "").chars().take(16).collect::<String>(), self.seq, c.attempt);
         let (started_wall, started_at) = match resumed {
             Some(s) => {
                 let ago = (wall - s).to_std().unwrap_or_default();
@@ -246,12 +247,15 @@ mod tests {
 
     #[tokio::test]
     async fn containers_exit_and_stop_on_schedule() {
-        let mut rt = SimRuntime::new(SimConfig { job_exit_after: Duration::from_secs(1), stop_time: Duration::from_secs(2) });
+        let mut rt =
+            SimRuntime::new(SimConfig { job_exit_after: Duration::from_secs(1), stop_time: Duration::from_secs(2) });
         let p = pod(serde_json::json!({EXIT_AFTER: "5s", EXIT_CODE: "3"}), None);
         let c: Container = p.spec.as_ref().unwrap().containers[0].clone();
         let now = Instant::now();
         let wall = Utc::now();
-        let id = rt.start_container(ContainerRef { pod: &p, container: &c, init: false, attempt: 0 }, now, wall, None).unwrap();
+        let id = rt
+            .start_container(ContainerRef { pod: &p, container: &c, init: false, attempt: 0 }, now, wall, None)
+            .unwrap();
         assert!(matches!(rt.container_state(&id, now), Some(ContainerObservation::Running { .. })));
         assert_eq!(rt.next_change(&id, now), Some(now + Duration::from_secs(5)));
         match rt.container_state(&id, now + Duration::from_secs(5)) {
@@ -264,7 +268,9 @@ mod tests {
         }
         // A stop with a long grace ends after the sim cap, cleanly.
         let plain = pod(serde_json::json!({}), None);
-        let id2 = rt.start_container(ContainerRef { pod: &plain, container: &c, init: false, attempt: 0 }, now, wall, None).unwrap();
+        let id2 = rt
+            .start_container(ContainerRef { pod: &plain, container: &c, init: false, attempt: 0 }, now, wall, None)
+            .unwrap();
         assert_eq!(rt.next_change(&id2, now), None);
         rt.stop_container(&id2, Duration::from_secs(30), now);
         assert_eq!(rt.next_change(&id2, now), Some(now + Duration::from_secs(2)));
@@ -273,14 +279,18 @@ mod tests {
             Some(ContainerObservation::Exited { exit_code: 0, .. })
         ));
         // A grace shorter than the cap kills at the deadline.
-        let id3 = rt.start_container(ContainerRef { pod: &plain, container: &c, init: false, attempt: 0 }, now, wall, None).unwrap();
+        let id3 = rt
+            .start_container(ContainerRef { pod: &plain, container: &c, init: false, attempt: 0 }, now, wall, None)
+            .unwrap();
         rt.stop_container(&id3, Duration::from_secs(1), now);
         assert!(matches!(
             rt.container_state(&id3, now + Duration::from_secs(1)),
             Some(ContainerObservation::Exited { exit_code: 137, .. })
         ));
         // Init containers complete at once.
-        let id4 = rt.start_container(ContainerRef { pod: &plain, container: &c, init: true, attempt: 0 }, now, wall, None).unwrap();
+        let id4 = rt
+            .start_container(ContainerRef { pod: &plain, container: &c, init: true, attempt: 0 }, now, wall, None)
+            .unwrap();
         assert!(matches!(rt.container_state(&id4, now), Some(ContainerObservation::Exited { exit_code: 0, .. })));
         assert!(rt.image_id("nginx").starts_with("sim://nginx@sha256:"));
     }
