@@ -668,10 +668,20 @@ impl Server {
                     &[FieldError::invalid("metadata.name", json!(objects::name(&new)), "field is immutable")],
                 ));
             }
-            // A resourceVersion in the body (or left in by a patch) is a precondition.
-            let pinned = meta_str(&new, "resourceVersion").filter(|s| !s.is_empty()).map(str::to_string);
+            // A resourceVersion the client sent is a precondition: in a PUT body, in a
+            // merge patch, or set by a JSON patch. Otherwise concurrent writes are retried.
+            let current = kv.mod_revision.to_string();
+            let pinned = match &change {
+                Change::Replace(_) => meta_str(&new, "resourceVersion"),
+                Change::MergePatch(p) | Change::StrategicMergePatch(p) => {
+                    p.pointer("/metadata/resourceVersion").and_then(Value::as_str)
+                }
+                Change::JsonPatch(_) => meta_str(&new, "resourceVersion").filter(|rv| *rv != current),
+            }
+            .filter(|s| !s.is_empty())
+            .map(str::to_string);
             if let Some(rv) = &pinned
-                && *rv != kv.mod_revision.to_string()
+                && *rv != current
             {
                 return Err(ApiError::stale(info.group, info.resource, name));
             }
@@ -689,8 +699,15 @@ impl Server {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(info.group, info.kind, name, &errs));
             }
-            // Last finalizer gone from an object being deleted: it goes away now.
-            if objects::is_deleting(&new) && objects::finalizers(&new).is_empty() && !holds_namespace(info, &new) {
+            // Last finalizer gone from an object whose deletion waits for nothing else
+            // (grace period 0, as upstream's ShouldDeleteDuringUpdate): it goes away now.
+            // A pod still in its grace period stays until its kubelet deletes it.
+            let old_grace = meta(&old).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64);
+            if objects::is_deleting(&old)
+                && old_grace == Some(0)
+                && objects::finalizers(&new).is_empty()
+                && !holds_namespace(info, &new)
+            {
                 if dry_run {
                     return Ok(new);
                 }
@@ -803,14 +820,17 @@ impl Server {
             let grace = crate::admission::graceful_period(info, &obj, opts.grace_period);
             let holds = !finalizers.is_empty() || holds_namespace(info, &obj) || grace > 0;
             if holds {
-                if was_deleting && !changed {
-                    // Already being deleted: a shorter grace period could shorten it; keep it simple.
+                let now = chrono::Utc::now();
+                let current_grace =
+                    meta(&obj).and_then(|m| m.get("deletionGracePeriodSeconds")).and_then(Value::as_i64);
+                let shortens = was_deleting && current_grace.is_some_and(|g| grace < g);
+                if was_deleting && !changed && !shortens {
                     return Ok((obj, false));
                 }
-                let now = chrono::Utc::now();
                 let m = meta_mut(&mut obj);
                 m.insert("finalizers".into(), json!(finalizers));
-                if !was_deleting {
+                // A first delete sets the deadline; a second one with a shorter grace period brings it forward.
+                if !was_deleting || shortens {
                     let at = now + chrono::Duration::seconds(grace);
                     m.insert("deletionTimestamp".into(), json!(at.format("%Y-%m-%dT%H:%M:%SZ").to_string()));
                     m.insert("deletionGracePeriodSeconds".into(), json!(grace));
@@ -915,6 +935,18 @@ fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only
     if status_only {
         let status = new.get("status").cloned();
         let mut merged = old.clone();
+        // Deployments' status writers also set the revision annotations (upstream's
+        // deploymentStatusStrategy keeps the new annotations).
+        if (info.group, info.resource) == ("apps", "deployments") {
+            match new.pointer("/metadata/annotations") {
+                Some(a) => {
+                    meta_mut(&mut merged).insert("annotations".into(), a.clone());
+                }
+                None => {
+                    meta_mut(&mut merged).remove("annotations");
+                }
+            }
+        }
         match status {
             Some(s) => merged["status"] = s,
             None => {
@@ -943,7 +975,10 @@ fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only
             &format!("Precondition failed: UID in precondition: {nu}, UID in object meta: {ou}"),
         ));
     }
-    let changed = objects::spec_changed(new, old);
+    // Deployments also bump on annotation changes: they are copied to ReplicaSets.
+    let changed = objects::spec_changed(new, old)
+        || ((info.group, info.resource) == ("apps", "deployments")
+            && new.pointer("/metadata/annotations") != old.pointer("/metadata/annotations"));
     let m = meta_mut(new);
     for f in ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "namespace"] {
         match old_meta.get(f) {
