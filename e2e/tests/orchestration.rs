@@ -347,3 +347,30 @@ fn a_silent_node_is_evicted_and_its_pods_replaced() {
     wait_for(&c, 60, &["get", "pods", "-l", "app=svc", "--field-selector", "spec.nodeName=edge", "-o", "name"], "");
     wait_count(&c, 60, &["get", "pods", "-l", "app=svc", "--field-selector", "status.phase=Running", "-o", "name"], 6);
 }
+
+/// Every component also runs alone against any apiserver, as upstream's do.
+#[test]
+fn components_run_alone_against_an_apiserver() {
+    let c = Cluster::start(BIN, &["--apiserver-only"]).unwrap();
+    let spawn = |args: &[&str]| -> Child {
+        Command::new(BIN)
+            .args(args)
+            .arg("--kubeconfig")
+            .arg(c.kubeconfig())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("component starts")
+    };
+    let mut procs = vec![spawn(&["controller-manager"]), spawn(&["scheduler"])];
+    procs.push(kubelet(&c, "solo", &["--node-labels", "tier=edge"]));
+    k(&c, &["create", "deployment", "alone", "--image=nginx", "--replicas=2"]);
+    k(&c, &["rollout", "status", "deployment/alone", "--timeout=60s"]);
+    let nodes = k(&c, &["get", "pods", "-l", "app=alone", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert_eq!(nodes, "solo solo");
+    assert_eq!(k(&c, &["get", "node", "solo", "-o", "jsonpath={.metadata.labels.tier}"]), "edge");
+    for mut p in procs {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+}
