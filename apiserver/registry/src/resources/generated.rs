@@ -862,6 +862,23 @@ pub(super) static TABLE: &[ResourceInfo] = &[
         storage_version: "v1",
     },
     ResourceInfo {
+        group: "apiextensions.k8s.io",
+        version: "v1",
+        resource: "customresourcedefinitions",
+        kind: "CustomResourceDefinition",
+        singular: "customresourcedefinition",
+        namespaced: false,
+        short_names: &["crd", "crds"],
+        categories: &["api-extensions"],
+        verbs: &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+        subresources: &[
+            SubresourceInfo { name: "status", group: "apiextensions.k8s.io", version: "v1", kind: "CustomResourceDefinition", verbs: &["get", "patch", "update"] },
+        ],
+        storage_group: "apiextensions.k8s.io",
+        storage_resource: "customresourcedefinitions",
+        storage_version: "v1",
+    },
+    ResourceInfo {
         group: "scheduling.k8s.io",
         version: "v1",
         resource: "priorityclasses",
