@@ -20,5 +20,7 @@ if ! command -v kubectl >/dev/null; then
   exit 1
 fi
 
+e2e/fetch-helm.sh  # Helm 3 and Helm 4 for the helm e2e suite (cached in target/tools)
+
 # Two test threads: the machine has two cores and the e2e suites start servers.
 exec cargo test --workspace --locked -- --test-threads=2 "$@"

@@ -12,6 +12,7 @@
 
 pub mod admission;
 pub mod bootstrap;
+pub mod crds;
 pub mod http;
 pub mod inprocess;
 pub mod listener;
@@ -133,6 +134,8 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<Serv
     let cache = WatchCache::start(store.clone(), "", CACHE_HISTORY).await.context("starting the watch cache")?;
     let server = Server::new(store, cache, settings);
     server.bootstrap().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    server.sync_crds().await;
+    server.spawn_crd_controller();
     server.set_ready();
     Ok(server)
 }

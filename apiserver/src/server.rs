@@ -5,6 +5,7 @@
 //! [`Server::handle`] routes it, [`crate::rest`] runs the verb against the
 //! watch cache or the store, [`crate::http`] writes the answer.
 
+use crate::crds::CrdTable;
 use crate::http::{self, Body};
 use crate::request::{Query, ResourcePath, Route, Verb, route};
 use crate::services::Allocators;
@@ -17,7 +18,7 @@ use rkube_storage::{Store, StoreError};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Who is asking (from a client certificate, or the in-process identity).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,6 +51,7 @@ struct Docs {
     group_versions: OnceLock<HashMap<(String, String), Bytes>>,
     aggregated: OnceLock<HashMap<(bool, &'static str), Bytes>>,
     openapi_v2: OnceLock<Bytes>,
+    openapi_v2_proto: OnceLock<Bytes>,
     openapi_v3_index: OnceLock<Bytes>,
     openapi_v3: OnceLock<HashMap<String, Bytes>>,
 }
@@ -59,7 +61,10 @@ pub struct Server {
     pub(crate) cache: Arc<WatchCache>,
     pub(crate) settings: Settings,
     pub(crate) alloc: Allocators,
-    docs: Docs,
+    /// Discovery and OpenAPI documents, rebuilt after a CRD change.
+    docs: RwLock<Arc<Docs>>,
+    /// Served custom resources.
+    crds: RwLock<Arc<CrdTable>>,
     ready: AtomicBool,
 }
 
@@ -79,7 +84,56 @@ const VERSION_PATCH: &str = "0";
 impl Server {
     pub fn new(store: Arc<dyn Store>, cache: Arc<WatchCache>, settings: Settings) -> Arc<Self> {
         let alloc = Allocators::new(&settings);
-        Arc::new(Self { store, cache, settings, alloc, docs: Docs::default(), ready: AtomicBool::new(false) })
+        Arc::new(Self {
+            store,
+            cache,
+            settings,
+            alloc,
+            docs: RwLock::default(),
+            crds: RwLock::default(),
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    fn docs(&self) -> Arc<Docs> {
+        self.docs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The served custom resources.
+    pub fn crd_table(&self) -> Arc<CrdTable> {
+        self.crds.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swap in a new CRD table; discovery and OpenAPI are rebuilt if it serves something else.
+    pub(crate) fn set_crd_table(&self, table: CrdTable) {
+        let old = self.crd_table();
+        let changed = old.infos().len() != table.infos().len()
+            || old.infos().iter().zip(table.infos()).any(|(a, b)| !std::ptr::eq(*a, *b))
+            || old.infos().iter().any(|i| {
+                let (a, b) = (old.by_info(i), table.by_info(i));
+                a.map(|c| (&c.schema, &c.printer_columns)) != b.map(|c| (&c.schema, &c.printer_columns))
+            });
+        *self.crds.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(table);
+        if changed {
+            *self.docs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(Docs::default());
+        }
+    }
+
+    /// A served resource: built-in, or a custom resource of an established CRD.
+    pub async fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
+        if let Some(i) = resources::lookup(group, version, resource) {
+            return Some(i);
+        }
+        let table = self.crd_table();
+        if let Some(c) = table.get(group, version, resource) {
+            return Some(c.info);
+        }
+        // A CRD created a moment ago may not be in the table yet.
+        if self.cache.revision() > table.revision {
+            self.sync_crds().await;
+            return self.crd_table().get(group, version, resource).map(|c| c.info);
+        }
+        None
     }
 
     /// The store behind this server (tests and tools; handlers go through the cache too).
@@ -91,8 +145,11 @@ impl Server {
         self.ready.store(true, Ordering::SeqCst);
     }
 
+    /// Every served resource: built-in ones, then custom resources.
     pub fn resources(&self) -> Vec<&'static ResourceInfo> {
-        resources::all().iter().collect()
+        let mut all: Vec<&'static ResourceInfo> = resources::all().iter().collect();
+        all.extend(self.crd_table().infos().iter().copied());
+        all
     }
 
     /// Answer one request. `user` is None for an unauthenticated client.
@@ -125,6 +182,7 @@ impl Server {
     }
 
     fn non_resource(&self, path: &str, parts: &Parts) -> Result<Response<Body>, ApiError> {
+        let d = self.docs();
         let p = path.trim_end_matches('/');
         match p {
             "/version" => Ok(http::json(StatusCode::OK, &version_info())),
@@ -142,8 +200,7 @@ impl Server {
                 if accepts_only_protobuf(parts) {
                     // gnostic's openapi.v2.Document, as client-go's OpenAPISchema asks for it. The reply's
                     // content type is upstream's dotted form: Go's mime parser rejects the '@' of the request's.
-                    static PROTO: OnceLock<Bytes> = OnceLock::new();
-                    let b = PROTO.get_or_init(|| {
+                    let b = d.openapi_v2_proto.get_or_init(|| {
                         let doc = rkube_registry::openapi::v2(&self.resources());
                         Bytes::from(rkube_registry::openapi_proto::encode_v2(&doc))
                     });
@@ -154,19 +211,17 @@ impl Server {
                     );
                     return Ok(r);
                 }
-                let b = self.docs.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
+                let b = d.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))
             }
             "/openapi/v3" => {
-                let b = self
-                    .docs
-                    .openapi_v3_index
-                    .get_or_init(|| to_bytes(&rkube_registry::openapi::v3_index(&self.resources())));
+                let b =
+                    d.openapi_v3_index.get_or_init(|| to_bytes(&rkube_registry::openapi::v3_index(&self.resources())));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))
             }
             _ if p.starts_with("/openapi/v3/") => {
                 let gv = &p["/openapi/v3/".len()..];
-                let docs = self.docs.openapi_v3.get_or_init(|| self.build_openapi_v3());
+                let docs = d.openapi_v3.get_or_init(|| self.build_openapi_v3());
                 match docs.get(gv) {
                     Some(b) => {
                         let mut r = http::json_bytes(StatusCode::OK, b.clone());
@@ -190,7 +245,7 @@ impl Server {
     fn build_openapi_v3(&self) -> HashMap<String, Bytes> {
         let res = self.resources();
         let mut out = HashMap::new();
-        for (group, versions) in resources::groups() {
+        for (group, versions) in resources::groups_of(&res) {
             for v in versions {
                 if let Some(doc) = rkube_registry::openapi::v3_group_version(&res, group, v) {
                     let path = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
@@ -202,8 +257,9 @@ impl Server {
     }
 
     fn discovery_root(&self, parts: &Parts, core: bool) -> Result<Response<Body>, ApiError> {
+        let d = self.docs();
         if let Some(ver) = aggregated_version(parts) {
-            let docs = self.docs.aggregated.get_or_init(|| {
+            let docs = d.aggregated.get_or_init(|| {
                 let res = self.resources();
                 let mut m = HashMap::new();
                 use rkube_registry::discovery::{AggregatedVersion, aggregated_api, aggregated_apis};
@@ -222,12 +278,12 @@ impl Server {
             return Ok(r);
         }
         let b = if core {
-            self.docs.core_versions.get_or_init(|| {
+            d.core_versions.get_or_init(|| {
                 let addr = format!("{}:{}", self.settings.advertise_address, self.settings.secure_port);
                 to_bytes(&rkube_registry::discovery::api_versions(&addr))
             })
         } else {
-            self.docs.groups.get_or_init(|| to_bytes(&rkube_registry::discovery::api_group_list(&self.resources())))
+            d.groups.get_or_init(|| to_bytes(&rkube_registry::discovery::api_group_list(&self.resources())))
         };
         Ok(http::json_bytes(StatusCode::OK, b.clone()))
     }
@@ -246,10 +302,11 @@ impl Server {
     }
 
     fn group_version_doc(&self, group: &str, version: &str) -> Result<Response<Body>, ApiError> {
-        let docs = self.docs.group_versions.get_or_init(|| {
+        let d = self.docs();
+        let docs = d.group_versions.get_or_init(|| {
             let res = self.resources();
             let mut m = HashMap::new();
-            for (g, versions) in resources::groups() {
+            for (g, versions) in resources::groups_of(&res) {
                 for v in versions {
                     if let Some(doc) = rkube_registry::discovery::api_resource_list(&res, g, v) {
                         m.insert((g.to_string(), v.to_string()), to_bytes(&doc));
@@ -271,7 +328,7 @@ impl Server {
         body: Bytes,
         user: User,
     ) -> Result<Response<Body>, ApiError> {
-        let Some(info) = resources::lookup(&rp.group, &rp.version, &rp.resource) else {
+        let Some(info) = self.lookup(&rp.group, &rp.version, &rp.resource).await else {
             return Err(not_found_path());
         };
         if !info.namespaced && rp.namespace.is_some() {

@@ -2,8 +2,11 @@
 //! the embedded SQLite store and on a private etcd, and measures start-to-ready,
 //! idle memory, concurrent ConfigMap creates, a full LIST of many pods and watch
 //! fan-out latency, all through HTTPS `kube::Client`s. It prints one table (or
-//! JSON); it never asserts, tunes or touches anything but its own processes.
+//! JSON). The orchestration suite (`--suite orchestration`) measures scheduling
+//! throughput, a large Deployment's rollout and pod create → Running latency with
+//! simulated nodes. It never asserts, tunes or touches anything but its own processes.
 
+mod orchestration;
 mod procs;
 mod report;
 mod stats;
@@ -13,7 +16,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, ValueEnum};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
 use kube::api::{Api, ObjectMeta};
-use report::{BackendReport, ListReport, RunInfo, Startup, Throughput, WatchReport};
+use report::{BackendReport, ListReport, OrchReport, RunInfo, Startup, Throughput, WatchReport};
 use stats::Samples;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -22,6 +25,13 @@ use std::time::Duration;
 enum Backend {
     Embedded,
     Etcd,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    Apiserver,
+    Orchestration,
+    All,
 }
 
 #[derive(Parser, Debug)]
@@ -66,6 +76,36 @@ struct Args {
     /// Time limit of each create batch, in seconds.
     #[arg(long, default_value_t = 180)]
     batch_limit_secs: u64,
+    /// Which suite to run.
+    #[arg(long, value_enum, default_value_t = Suite::All)]
+    suite: Suite,
+    /// Backends the orchestration suite runs on, in order.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Embedded])]
+    orch_backends: Vec<Backend>,
+    /// Simulated nodes for the scheduling throughput test.
+    #[arg(long, default_value_t = 1000)]
+    sched_nodes: usize,
+    /// Pending pods the scheduler binds.
+    #[arg(long, default_value_t = 10_000)]
+    sched_pods: usize,
+    /// Simulated nodes for the Deployment rollout.
+    #[arg(long, default_value_t = 1000)]
+    deploy_nodes: usize,
+    /// Replicas of the rolled-out Deployment.
+    #[arg(long, default_value_t = 10_000)]
+    deploy_replicas: usize,
+    /// Simulated nodes for the create → Running latency test.
+    #[arg(long, default_value_t = 100)]
+    latency_nodes: usize,
+    /// Pods created per second in the latency test.
+    #[arg(long, default_value_t = 100)]
+    latency_rate: u32,
+    /// Seconds the latency test creates pods for.
+    #[arg(long, default_value_t = 20)]
+    latency_secs: u64,
+    /// Time limit of each orchestration wait (nodes, binding, rollout), in seconds.
+    #[arg(long, default_value_t = 180)]
+    orch_limit_secs: u64,
 }
 
 fn rkube_path(args: &Args) -> Result<PathBuf> {
@@ -106,10 +146,7 @@ fn progress(quiet: bool, msg: &str) {
 }
 
 async fn run_backend(args: &Args, bin: &std::path::Path, backend: Backend) -> BackendReport {
-    let name = match backend {
-        Backend::Embedded => "embedded",
-        Backend::Etcd => "etcd",
-    };
+    let name = backend_name(backend);
     let mut rep = BackendReport { backend: name.into(), ..Default::default() };
     if let Err(e) = measure(args, bin, backend, &mut rep).await {
         rep.errors.push(format!("{e:#}"));
@@ -216,6 +253,89 @@ async fn measure(args: &Args, bin: &std::path::Path, backend: Backend, rep: &mut
     Ok(())
 }
 
+fn backend_name(b: Backend) -> &'static str {
+    match b {
+        Backend::Embedded => "embedded",
+        Backend::Etcd => "etcd",
+    }
+}
+
+/// The three orchestration sections on one backend, each on its own fresh server (and etcd).
+async fn run_orchestration(args: &Args, bin: &std::path::Path, backend: Backend) -> OrchReport {
+    let name = backend_name(backend);
+    let mut rep = OrchReport { backend: name.into(), ..Default::default() };
+    let log = |m: &str| progress(args.json, &format!("{name}: {m}"));
+    let o = orchestration::Options {
+        sched_nodes: args.sched_nodes,
+        sched_pods: args.sched_pods,
+        clients: args.clients,
+        deploy_nodes: args.deploy_nodes,
+        deploy_replicas: args.deploy_replicas,
+        latency_nodes: args.latency_nodes,
+        latency_rate: args.latency_rate,
+        latency_secs: args.latency_secs,
+        limit: Duration::from_secs(args.orch_limit_secs),
+    };
+    let etcd = || -> Result<Option<procs::Etcd>> {
+        Ok(match backend {
+            Backend::Etcd => Some(procs::Etcd::start(&args.etcd)?),
+            Backend::Embedded => None,
+        })
+    };
+    let url = |e: &Option<procs::Etcd>| e.as_ref().map(|e| e.client_url.clone());
+
+    let r = async {
+        let e = etcd()?;
+        orchestration::scheduling(bin, url(&e).as_deref(), &o, &log).await
+    };
+    match r.await {
+        Ok(s) => {
+            if let Some(n) = &s.note {
+                rep.errors.push(format!("scheduling: {n}"));
+            }
+            log(&format!("scheduling: {:.0} pods/s", s.per_sec));
+            rep.scheduling = Some(s);
+        }
+        Err(e) => rep.errors.push(format!("scheduling: {e:#}")),
+    }
+    let r = async {
+        let e = etcd()?;
+        orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, &log).await
+    };
+    match r.await {
+        Ok(d) => {
+            if let Some(n) = &d.note {
+                rep.errors.push(format!("deployment: {n}"));
+            }
+            log(&format!("deployment: available after {:?} ms", d.available_ms));
+            rep.deployment = Some(d);
+        }
+        Err(e) => rep.errors.push(format!("deployment: {e:#}")),
+    }
+    let r = async {
+        let e = etcd()?;
+        orchestration::pod_latency(bin, url(&e).as_deref(), &o, &log).await
+    };
+    match r.await {
+        Ok(l) => {
+            if l.running < l.created {
+                rep.errors.push(format!(
+                    "latency: {} of {} created pods not seen Running within 30 s of the last create",
+                    l.created - l.running,
+                    l.created
+                ));
+            }
+            if let Some(e) = &l.first_error {
+                rep.errors.push(format!("latency: {e}"));
+            }
+            log(&format!("latency: p99 {:.0} ms", l.running_p99_ms));
+            rep.latency = Some(l);
+        }
+        Err(e) => rep.errors.push(format!("latency: {e:#}")),
+    }
+    rep
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -237,15 +357,39 @@ async fn main() -> Result<()> {
         watchers: args.watchers,
         watch_events: args.watch_events,
         watch_pace_ms: args.watch_pace_ms,
+        suite: format!("{:?}", args.suite).to_lowercase(),
+        sched_nodes: args.sched_nodes,
+        sched_pods: args.sched_pods,
+        deploy_nodes: args.deploy_nodes,
+        deploy_replicas: args.deploy_replicas,
+        latency_nodes: args.latency_nodes,
+        latency_rate: args.latency_rate,
+        latency_secs: args.latency_secs,
     };
     let mut reports = Vec::new();
-    for &b in &args.backends {
-        reports.push(run_backend(&args, &bin, b).await);
+    if matches!(args.suite, Suite::Apiserver | Suite::All) {
+        for &b in &args.backends {
+            reports.push(run_backend(&args, &bin, b).await);
+        }
+    }
+    let mut orch = Vec::new();
+    if matches!(args.suite, Suite::Orchestration | Suite::All) {
+        for &b in &args.orch_backends {
+            orch.push(run_orchestration(&args, &bin, b).await);
+        }
     }
     if args.json {
-        println!("{}", report::render_json(&info, &reports));
+        println!("{}", report::render_json(&info, &reports, &orch));
     } else {
-        print!("{}", report::render_table(&info, &reports));
+        if !reports.is_empty() {
+            print!("{}", report::render_table(&info, &reports));
+        }
+        if !orch.is_empty() {
+            if !reports.is_empty() {
+                println!();
+            }
+            print!("{}", report::render_orchestration(&info, &orch));
+        }
     }
     Ok(())
 }
@@ -264,6 +408,20 @@ mod tests {
         assert!(a.json);
         assert_eq!(a.watchers, 10);
         assert!(Args::try_parse_from(["rkube-bench", "--backends", "mysql"]).is_err());
+    }
+
+    #[test]
+    fn suites_and_orchestration_defaults() {
+        let a = Args::try_parse_from(["rkube-bench"]).unwrap();
+        assert_eq!(a.suite, Suite::All);
+        assert_eq!(a.orch_backends, vec![Backend::Embedded]);
+        assert_eq!((a.sched_nodes, a.sched_pods, a.deploy_nodes, a.deploy_replicas), (1000, 10_000, 1000, 10_000));
+        assert_eq!((a.latency_nodes, a.latency_rate, a.latency_secs, a.orch_limit_secs), (100, 100, 20, 180));
+        let a = Args::try_parse_from(["rkube-bench", "--suite", "orchestration", "--orch-backends", "embedded,etcd"])
+            .unwrap();
+        assert_eq!(a.suite, Suite::Orchestration);
+        assert_eq!(a.orch_backends, vec![Backend::Embedded, Backend::Etcd]);
+        assert!(Args::try_parse_from(["rkube-bench", "--suite", "everything"]).is_err());
     }
 
     #[test]

@@ -144,6 +144,11 @@ pub struct Server {
 impl Server {
     /// Spawn `rkube server` and wait (at most 30 s) for its kubeconfig line.
     pub fn start(bin: &Path, etcd_servers: Option<&str>) -> Result<Self> {
+        Self::start_with(bin, etcd_servers, &[])
+    }
+
+    /// [`Server::start`] with extra flags (`--sim-nodes 1000`, `--apiserver-only`, ...).
+    pub fn start_with(bin: &Path, etcd_servers: Option<&str>, extra: &[String]) -> Result<Self> {
         let dir = tempfile::Builder::new().prefix("rkube-bench-server").tempdir()?;
         let port = free_port()?;
         let data = dir.path().join("data");
@@ -154,6 +159,7 @@ impl Server {
         if let Some(e) = etcd_servers {
             cmd.arg("--etcd-servers").arg(e);
         }
+        cmd.args(extra);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(log);
         let spawned_at = Instant::now();
         let mut child = cmd.spawn().with_context(|| format!("starting {}", bin.display()))?;
@@ -192,6 +198,78 @@ impl Server {
     pub fn log_tail(&self, lines: usize) -> String {
         tail(&self.dir.path().join("server.log"), lines)
     }
+
+    /// The server's temporary directory (its log and data dir live there).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Another rkube component (`rkube scheduler --kubeconfig K`), logging to a file; killed when dropped.
+pub struct Component {
+    child: Option<Child>,
+    log_path: PathBuf,
+    pub spawned_at: Instant,
+}
+
+impl Component {
+    /// Spawn `bin args...` with stderr and stdout going to `log_path`.
+    pub fn start(bin: &Path, args: &[String], log_path: PathBuf) -> Result<Self> {
+        let log = File::create(&log_path)?;
+        let mut cmd = Command::new(bin);
+        cmd.args(args).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        let spawned_at = Instant::now();
+        let child = cmd.spawn().with_context(|| format!("starting {} {}", bin.display(), args.join(" ")))?;
+        Ok(Component { child: Some(child), log_path, spawned_at })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log_path, lines)
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// User + system CPU time from the fields after the command name of a /proc/<pid>/stat
+/// text (utime and stime are fields 14 and 15), in clock ticks.
+pub fn parse_stat_ticks(text: &str) -> Option<u64> {
+    // The command name may hold spaces and parentheses: fields start after the last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state); utime is field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`, 100 when that is unavailable).
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .filter(|&t| t > 0)
+            .unwrap_or(100)
+    })
+}
+
+/// CPU time (user + system, all threads) a process has used so far.
+pub fn read_cpu(pid: u32) -> Result<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("reading /proc/{pid}"))?;
+    let ticks = parse_stat_ticks(&text).context("malformed /proc stat")?;
+    Ok(Duration::from_secs_f64(ticks as f64 / clock_ticks() as f64))
 }
 
 impl Drop for Server {
@@ -215,6 +293,26 @@ mod tests {
     fn reads_own_memory() {
         let m = read_mem(std::process::id()).unwrap();
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
+    }
+
+    #[test]
+    fn parses_proc_stat_cpu_ticks() {
+        let text = "4242 (rkube (x) y) S 1 4242 4242 0 -1 4194560 500 0 0 0 1234 567 0 0 20 0 12 0 100 0 0";
+        assert_eq!(parse_stat_ticks(text), Some(1234 + 567));
+        assert_eq!(parse_stat_ticks("4242 (rkube) S 1 2"), None);
+        assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn reads_own_cpu_time() {
+        let before = read_cpu(std::process::id()).unwrap();
+        let t = Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(150) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        assert!(read_cpu(std::process::id()).unwrap() > before);
     }
 
     #[test]

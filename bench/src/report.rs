@@ -1,6 +1,7 @@
 //! What one backend's run measured, and how it is shown: a fixed-width table
 //! with one column per backend and the target, or JSON (`--json`).
 
+use crate::orchestration::{DeployReport, LatencyReport, SchedReport};
 use crate::procs::Mem;
 use crate::stats::{Samples, ms, rate};
 use crate::workloads::{Creates, Fanout, Lists};
@@ -150,6 +151,26 @@ pub struct RunInfo {
     pub watchers: usize,
     pub watch_events: usize,
     pub watch_pace_ms: u64,
+    /// `apiserver`, `orchestration` or `all`.
+    pub suite: String,
+    pub sched_nodes: usize,
+    pub sched_pods: usize,
+    pub deploy_nodes: usize,
+    pub deploy_replicas: usize,
+    pub latency_nodes: usize,
+    pub latency_rate: u32,
+    pub latency_secs: u64,
+}
+
+/// Everything the orchestration suite measured on one backend; a section is `None` when it
+/// failed before measuring (the reason is in `errors`).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct OrchReport {
+    pub backend: String,
+    pub scheduling: Option<SchedReport>,
+    pub deployment: Option<DeployReport>,
+    pub latency: Option<LatencyReport>,
+    pub errors: Vec<String>,
 }
 
 fn mib(kib: u64) -> String {
@@ -173,9 +194,9 @@ struct Row {
     cells: Vec<(String, bool)>,
 }
 
-fn row<F>(reports: &[BackendReport], label: &str, target: &str, f: F) -> Row
+fn row<T, F>(reports: &[T], label: &str, target: &str, f: F) -> Row
 where
-    F: Fn(&BackendReport) -> Option<(String, bool)>,
+    F: Fn(&T) -> Option<(String, bool)>,
 {
     Row {
         label: label.into(),
@@ -240,26 +261,35 @@ pub fn render_table(info: &RunInfo, reports: &[BackendReport]) -> String {
         }),
     ];
 
-    let cell = |(v, miss): &(String, bool)| if *miss { format!("{v} *") } else { v.clone() };
-    let w0 = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0).max(6);
-    let wc: Vec<usize> = (0..reports.len())
-        .map(|i| {
-            rows.iter().map(|r| cell(&r.cells[i]).chars().count()).max().unwrap_or(0).max(reports[i].backend.len())
-        })
-        .collect();
-    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
-
     let mut out = String::new();
     let _ = writeln!(out, "rkube-bench: {} ({} CPUs, harness and server share them)", info.rkube, info.cpus);
+    let columns: Vec<&str> = reports.iter().map(|r| r.backend.as_str()).collect();
+    render_rows(&mut out, &columns, &rows);
+    for r in reports {
+        for e in &r.errors {
+            let _ = writeln!(out, "{}: {}", r.backend, e);
+        }
+    }
+    out
+}
+
+/// Lay out rows under a `metric | <column>... | target` header; `*` marks a missed target.
+fn render_rows(out: &mut String, columns: &[&str], rows: &[Row]) {
+    let cell = |(v, miss): &(String, bool)| if *miss { format!("{v} *") } else { v.clone() };
+    let w0 = rows.iter().map(|r| r.label.chars().count()).max().unwrap_or(0).max(6);
+    let wc: Vec<usize> = (0..columns.len())
+        .map(|i| rows.iter().map(|r| cell(&r.cells[i]).chars().count()).max().unwrap_or(0).max(columns[i].len()))
+        .collect();
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
     let mut header = pad("metric", w0);
-    for (i, r) in reports.iter().enumerate() {
+    for (i, c) in columns.iter().enumerate() {
         header.push_str(" | ");
-        header.push_str(&pad(&r.backend, wc[i]));
+        header.push_str(&pad(c, wc[i]));
     }
     header.push_str(" | target");
     let _ = writeln!(out, "{header}");
     let _ = writeln!(out, "{}", "-".repeat(header.chars().count() + 2));
-    for r in &rows {
+    for r in rows {
         let mut line = pad(&r.label, w0);
         for (i, c) in r.cells.iter().enumerate() {
             line.push_str(" | ");
@@ -270,6 +300,118 @@ pub fn render_table(info: &RunInfo, reports: &[BackendReport]) -> String {
         let _ = writeln!(out, "{}", line.trim_end());
     }
     let _ = writeln!(out, "(* misses its target or lost requests/events)");
+}
+
+fn fmt_s(ms: f64) -> String {
+    if ms.is_nan() { "-".into() } else { format!("{:.1} s", ms / 1000.0) }
+}
+
+fn fmt_opt_s(ms: Option<f64>) -> String {
+    ms.map(fmt_s).unwrap_or_else(|| "-".into())
+}
+
+/// The orchestration table: one column per backend.
+pub fn render_orchestration(info: &RunInfo, reports: &[OrchReport]) -> String {
+    let rows = vec![
+        row(reports, &format!("sched: {} sim nodes registered", info.sched_nodes), "", |r| {
+            r.scheduling.as_ref().map(|s| (fmt_s(s.nodes_ready_ms), false))
+        }),
+        row(reports, &format!("sched: pending pod creates/s ({} pods)", info.sched_pods), "", |r| {
+            r.scheduling.as_ref().map(|s| (format!("{:.0}/s", s.creates.per_sec), s.creates.errors > 0))
+        }),
+        row(reports, "scheduling throughput (spawn → all bound)", "≥ 1000 pods/s", |r| {
+            r.scheduling.as_ref().map(|s| {
+                if s.complete { (format!("{:.0} pods/s", s.per_sec), s.per_sec < 1000.0) } else { ("n/a".into(), true) }
+            })
+        }),
+        row(reports, "  pods bound / time", "", |r| {
+            r.scheduling.as_ref().map(|s| (format!("{} / {}", s.bound, fmt_s(s.elapsed_ms)), !s.complete))
+        }),
+        row(reports, "  scheduler spawn → first bind", "", |r| {
+            r.scheduling.as_ref().map(|s| (s.first_bind_ms.map(fmt_ms).unwrap_or_else(|| "-".into()), false))
+        }),
+        row(reports, "  bind rate after the first bind", "", |r| {
+            r.scheduling
+                .as_ref()
+                .map(|s| (s.steady_per_sec.map(|v| format!("{v:.0} pods/s")).unwrap_or("-".into()), false))
+        }),
+        row(reports, "  CPU: scheduler / server", "", |r| {
+            r.scheduling.as_ref().map(|s| {
+                let f = |v: Option<f64>| v.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "-".into());
+                (format!("{} / {}", f(s.scheduler_cpu_s), f(s.server_cpu_s)), false)
+            })
+        }),
+        row(reports, &format!("deploy: {} nodes with podCIDR", info.deploy_nodes), "", |r| {
+            r.deployment.as_ref().map(|d| (fmt_s(d.nodes_ready_ms), false))
+        }),
+        row(reports, &format!("Deployment {} replicas → available", info.deploy_replicas), "< 30 s", |r| {
+            r.deployment.as_ref().map(|d| match d.available_ms {
+                Some(v) => (fmt_s(v), v >= 30_000.0),
+                None => ("n/a".into(), true),
+            })
+        }),
+        row(reports, "  all pods created / bound / Running", "", |r| {
+            r.deployment.as_ref().map(|d| {
+                let v = format!(
+                    "{} / {} / {}",
+                    fmt_opt_s(d.all_created_ms),
+                    fmt_opt_s(d.all_bound_ms),
+                    fmt_opt_s(d.all_running_ms)
+                );
+                (v, false)
+            })
+        }),
+        row(reports, "  pod writes seen per pod", "", |r| {
+            r.deployment.as_ref().map(|d| (format!("{:.2}", d.pod_events as f64 / d.replicas.max(1) as f64), false))
+        }),
+        row(reports, "  server RSS after / peak", "< 400 MB", |r| {
+            r.deployment
+                .as_ref()
+                .and_then(|d| d.mem_after)
+                .map(|m| (format!("{} / {}", mib(m.rss_kib), mib(m.hwm_kib)), m.rss_kib as f64 * 1024.0 >= 400e6))
+        }),
+        row(reports, "  server CPU: rollout / since start", "", |r| {
+            r.deployment.as_ref().map(|d| {
+                let f = |v: Option<f64>| v.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "-".into());
+                (format!("{} / {}", f(d.cpu_rollout_s), f(d.cpu_total_s)), false)
+            })
+        }),
+        row(
+            reports,
+            &format!("pod create → Running p50 ({}/s, {} nodes)", info.latency_rate, info.latency_nodes),
+            "",
+            |r| r.latency.as_ref().map(|l| (fmt_ms(l.running_p50_ms), false)),
+        ),
+        row(reports, "pod create → Running p99", "< 1 s", |r| {
+            r.latency
+                .as_ref()
+                .map(|l| (fmt_ms(l.running_p99_ms), l.running_p99_ms.is_nan() || l.running_p99_ms >= 1000.0))
+        }),
+        row(reports, "  Running / created (max)", "all", |r| {
+            r.latency.as_ref().map(|l| {
+                (format!("{} / {} ({})", l.running, l.created, fmt_ms(l.running_max_ms)), l.running < l.created)
+            })
+        }),
+        row(reports, "  create → bound p50 / p99", "", |r| {
+            r.latency.as_ref().map(|l| (format!("{} / {}", fmt_ms(l.bound_p50_ms), fmt_ms(l.bound_p99_ms)), false))
+        }),
+        row(reports, "  create call p50 / p99", "", |r| {
+            r.latency.as_ref().map(|l| (format!("{} / {}", fmt_ms(l.create_p50_ms), fmt_ms(l.create_p99_ms)), false))
+        }),
+        row(reports, "  creates achieved / errors", "", |r| {
+            r.latency.as_ref().map(|l| {
+                (
+                    format!("{:.0}/s / {}", l.achieved_per_sec, l.create_errors),
+                    l.create_errors > 0 || l.attempted < l.created,
+                )
+            })
+        }),
+    ];
+    let mut out = String::new();
+    let _ =
+        writeln!(out, "rkube-bench orchestration: {} ({} CPUs, harness and server share them)", info.rkube, info.cpus);
+    let columns: Vec<&str> = reports.iter().map(|r| r.backend.as_str()).collect();
+    render_rows(&mut out, &columns, &rows);
     for r in reports {
         for e in &r.errors {
             let _ = writeln!(out, "{}: {}", r.backend, e);
@@ -279,8 +421,8 @@ pub fn render_table(info: &RunInfo, reports: &[BackendReport]) -> String {
 }
 
 /// The JSON document printed by `--json`.
-pub fn render_json(info: &RunInfo, reports: &[BackendReport]) -> String {
-    let doc = serde_json::json!({ "run": info, "backends": reports });
+pub fn render_json(info: &RunInfo, reports: &[BackendReport], orch: &[OrchReport]) -> String {
+    let doc = serde_json::json!({ "run": info, "backends": reports, "orchestration": orch });
     serde_json::to_string_pretty(&doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
@@ -370,10 +512,96 @@ mod tests {
     #[test]
     fn json_has_every_backend() {
         let (info, reports) = sample();
-        let v: serde_json::Value = serde_json::from_str(&render_json(&info, &reports)).unwrap();
+        let orch = vec![OrchReport { backend: "embedded".into(), ..Default::default() }];
+        let v: serde_json::Value = serde_json::from_str(&render_json(&info, &reports, &orch)).unwrap();
+        assert_eq!(v["orchestration"][0]["backend"], "embedded");
+        assert!(v["orchestration"][0]["scheduling"].is_null());
         assert_eq!(v["backends"][0]["backend"], "embedded");
         assert_eq!(v["backends"][1]["configmap_creates"]["errors"], 10);
         assert_eq!(v["backends"][0]["idle_mem"]["rss_kib"], 20480);
         assert_eq!(v["run"]["watchers"], 500);
+    }
+
+    fn orch_sample() -> (RunInfo, Vec<OrchReport>) {
+        let info = RunInfo {
+            rkube: "rkube".into(),
+            cpus: 2,
+            sched_nodes: 1000,
+            sched_pods: 10000,
+            deploy_nodes: 1000,
+            deploy_replicas: 10000,
+            latency_nodes: 100,
+            latency_rate: 100,
+            ..Default::default()
+        };
+        let good = OrchReport {
+            backend: "embedded".into(),
+            scheduling: Some(SchedReport {
+                complete: true,
+                bound: 10000,
+                pods: 10000,
+                per_sec: 1500.0,
+                ..Default::default()
+            }),
+            deployment: Some(DeployReport {
+                replicas: 10000,
+                available_ms: Some(12_300.0),
+                mem_after: Some(Mem { rss_kib: 300 * 1024, hwm_kib: 310 * 1024 }),
+                ..Default::default()
+            }),
+            latency: Some(LatencyReport {
+                created: 2000,
+                running: 2000,
+                running_p50_ms: 120.0,
+                running_p99_ms: 400.0,
+                ..Default::default()
+            }),
+            errors: vec![],
+        };
+        let bad = OrchReport {
+            backend: "etcd".into(),
+            scheduling: Some(SchedReport {
+                complete: false,
+                bound: 7000,
+                pods: 10000,
+                per_sec: 40.0,
+                ..Default::default()
+            }),
+            deployment: Some(DeployReport {
+                replicas: 10000,
+                available_ms: Some(45_000.0),
+                mem_after: Some(Mem { rss_kib: 500 * 1024, hwm_kib: 510 * 1024 }),
+                ..Default::default()
+            }),
+            latency: Some(LatencyReport {
+                created: 2000,
+                running: 1990,
+                running_p50_ms: 300.0,
+                running_p99_ms: 1500.0,
+                ..Default::default()
+            }),
+            errors: vec!["scheduling: only 7000 of 10000 pods bound".into()],
+        };
+        (info, vec![good, bad])
+    }
+
+    #[test]
+    fn orchestration_table_marks_targets() {
+        let (info, reports) = orch_sample();
+        let t = render_orchestration(&info, &reports);
+        let s = line(&t, "scheduling throughput");
+        assert!(s.contains("1500 pods/s ") && s.contains("n/a *"), "{s}");
+        let d = line(&t, "Deployment 10000 replicas → available");
+        assert!(d.contains("12.3 s ") && d.contains("45.0 s *"), "{d}");
+        let m = line(&t, "  server RSS after / peak");
+        assert!(m.contains("300.0 MiB / 310.0 MiB ") && m.contains("500.0 MiB / 510.0 MiB *"), "{m}");
+        let p = line(&t, "pod create → Running p99");
+        assert!(p.contains("400 ms ") && p.contains("1500 ms *"), "{p}");
+        assert!(line(&t, "  Running / created").contains("1990 / 2000"));
+        assert!(line(&t, "  Running / created").contains(") *"));
+        assert!(t.contains("etcd: scheduling: only 7000 of 10000 pods bound"));
+        // A backend whose sections never ran shows n/a.
+        let none = vec![OrchReport { backend: "embedded".into(), ..Default::default() }];
+        assert!(line(&render_orchestration(&info, &none), "pod create → Running p99").contains("n/a"));
     }
 }

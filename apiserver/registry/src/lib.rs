@@ -11,8 +11,10 @@
 //! caller passes `now`.
 
 pub mod convert;
+pub mod crd;
 pub mod defaults;
 pub mod discovery;
+pub mod fieldvalidation;
 pub mod openapi;
 pub mod openapi_proto;
 pub mod patch;
@@ -21,6 +23,7 @@ pub mod proto;
 pub mod quantity;
 pub mod resources;
 pub mod selectors;
+pub mod ssa;
 pub mod status;
 pub mod validation;
 
