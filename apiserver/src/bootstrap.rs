@@ -4,7 +4,11 @@
 //! start and repairs what is missing or stale.
 
 use crate::request::ResourcePath;
+use crate::rest::WriteOptions;
 use crate::server::Server;
+
+/// The field manager of what the apiserver itself writes.
+const MANAGER: &str = "kube-apiserver";
 use rkube_registry::ApiError;
 use rkube_registry::resources::{self, ResourceInfo};
 use serde_json::{Value, json};
@@ -21,7 +25,7 @@ impl Server {
         if self.store.get(&key).await.map_err(crate::server::store_error)?.is_some() {
             return Ok(());
         }
-        match self.create_object(info, &ResourcePath::default(), ns, obj, false).await {
+        match self.create_object(info, &ResourcePath::default(), ns, obj, &WriteOptions::internal(MANAGER)).await {
             Ok(_) => Ok(()),
             Err(e) if e.code == 409 => Ok(()),
             Err(e) => Err(ApiError::internal(format!("bootstrap of {} {name}: {}", info.resource, e.message))),
@@ -40,7 +44,16 @@ impl Server {
                 }
                 let mut new = obj;
                 new["metadata"]["resourceVersion"] = cur["metadata"]["resourceVersion"].clone();
-                self.update_object(info, &path, ns, &name, crate::rest::Change::Replace(new), false).await.map(|_| ())
+                self.update_object(
+                    info,
+                    &path,
+                    ns,
+                    &name,
+                    crate::rest::Change::Replace(new),
+                    &WriteOptions::internal(MANAGER),
+                )
+                .await
+                .map(|_| ())
             }
             Err(e) if e.code == 404 => self.ensure(info, ns, obj).await,
             Err(e) => Err(e),

@@ -11,7 +11,7 @@
 
 use crate::objects::{self, meta_str};
 use crate::request::ResourcePath;
-use crate::rest::Change;
+use crate::rest::{Change, WriteOptions};
 use crate::server::Server;
 use rkube_registry::resources::{ResourceInfo, SubresourceInfo};
 use serde_json::{Value, json};
@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 
 /// The finalizer that holds a CRD until its custom resources are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+/// The field manager of the CRD controllers' writes.
+const MANAGER: &str = "kube-apiserver";
 const CRD_PREFIX: &str = "/registry/apiextensions.k8s.io/customresourcedefinitions/";
 
 /// One served version of a CRD.
@@ -323,7 +325,10 @@ impl Server {
                 let mut new = (**crd).clone();
                 new["status"] = want;
                 let name = objects::name(crd).to_string();
-                if let Err(e) = self.update_object(info, &path, None, &name, Change::Replace(new), false).await {
+                if let Err(e) = self
+                    .update_object(info, &path, None, &name, Change::Replace(new), &WriteOptions::internal(MANAGER))
+                    .await
+                {
                     tracing::debug!(crd = %name, "CRD status update: {}", e.message);
                 }
             }
@@ -366,7 +371,14 @@ impl Server {
             new["metadata"]["finalizers"] = json!(fins);
             let name = objects::name(crd).to_string();
             let _ = self
-                .update_object(crd_info(), &ResourcePath::default(), None, &name, Change::Replace(new), false)
+                .update_object(
+                    crd_info(),
+                    &ResourcePath::default(),
+                    None,
+                    &name,
+                    Change::Replace(new),
+                    &WriteOptions::internal(MANAGER),
+                )
                 .await;
         }
     }
@@ -409,9 +421,10 @@ mod tests {
         assert_eq!(a["status"]["conditions"][0]["reason"], "NoConflicts");
         assert_eq!(a["status"]["acceptedNames"]["listKind"], "FooList");
         assert_eq!(a["status"]["storedVersions"], json!(["v1"]));
-        let b = crd("bar", "foos", "Bar");
+        let b = crd("bar", "bars", "Foo");
         let s = desired_status(&b, &[Arc::new(a.clone())]);
-        assert_eq!(s["conditions"][0]["reason"], "PluralConflict");
+        assert_eq!(s["conditions"][0]["reason"], "KindConflict");
+        assert_eq!(s["conditions"][0]["message"], "\"Foo\" is already in use");
         assert_eq!(s["conditions"][1]["status"], "False");
         let table = build_table(&[Arc::new(a)], 1);
         let cr = table.get("example.com", "v1", "foos").unwrap();

@@ -15,12 +15,15 @@ use crate::server::{Server, User, store_error};
 use ::http::{Response, StatusCode, request::Parts};
 use base64::Engine;
 use bytes::Bytes;
+use rkube_registry::fieldvalidation::{self, Directive};
 use rkube_registry::resources::ResourceInfo;
 use rkube_registry::selectors::{FieldSelector, LabelSelector};
+use rkube_registry::ssa;
 use rkube_registry::{ApiError, FieldError, convert, defaults, printers, validation};
 use rkube_storage::{KeyValue, RangeRequest, StoreError};
 use serde_json::{Value, json};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 /// One resource request, parsed.
 pub struct Req {
@@ -58,22 +61,29 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             crate::subresources::bind(&server, &req, "", req.query.dry_run()?).await
         }
         Verb::Create => {
+            let mut opts = WriteOptions::from_req(&req, "CreateOptions")?;
+            opts.body_problems = decode_problems(&req);
             let obj = decode_body(&req)?;
-            let obj = server.create_object(req.info, &req.path, req.ns(), obj, req.query.dry_run()?).await?;
-            Ok(respond_object(req.info, StatusCode::CREATED, &obj, repr, &req.query))
+            let obj = server.create_object(req.info, &req.path, req.ns(), obj, &opts).await?;
+            let resp = respond_object(req.info, StatusCode::CREATED, &obj, repr, &req.query);
+            Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Update => {
+            let mut opts = WriteOptions::from_req(&req, "UpdateOptions")?;
+            opts.body_problems = decode_problems(&req);
             let obj = decode_body(&req)?;
-            let obj = server
-                .update_object(req.info, &req.path, req.ns(), req.name(), Change::Replace(obj), req.query.dry_run()?)
-                .await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            let obj =
+                server.update_object(req.info, &req.path, req.ns(), req.name(), Change::Replace(obj), &opts).await?;
+            let resp = respond_object(req.info, StatusCode::OK, &obj, repr, &req.query);
+            Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Patch => {
-            let patch = parse_patch(&req)?;
-            let obj =
-                server.update_object(req.info, &req.path, req.ns(), req.name(), patch, req.query.dry_run()?).await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            let mut opts = WriteOptions::from_req(&req, "PatchOptions")?;
+            let patch = parse_patch(&req, &mut opts)?;
+            let (obj, created) = server.patch_object(req.info, &req.path, req.ns(), req.name(), patch, &opts).await?;
+            let code = if created { StatusCode::CREATED } else { StatusCode::OK };
+            let resp = respond_object(req.info, code, &obj, repr, &req.query);
+            Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Delete => {
             let opts = DeleteOptions::parse(&req)?;
@@ -107,9 +117,11 @@ pub enum Change {
     JsonPatch(Value),
     MergePatch(Value),
     StrategicMergePatch(Value),
+    /// Server-side apply: the applied configuration, and `force`.
+    Apply(Value, bool),
 }
 
-fn parse_patch(req: &Req) -> Result<Change, ApiError> {
+pub(crate) fn parse_patch(req: &Req, opts: &mut WriteOptions) -> Result<Change, ApiError> {
     let ct = http::content_type(&req.parts.headers);
     let accepted = [
         "application/json-patch+json",
@@ -118,6 +130,18 @@ fn parse_patch(req: &Req) -> Result<Change, ApiError> {
         "application/apply-patch+yaml",
     ];
     let parse = |b: &[u8]| -> Result<Value, ApiError> { serde_json::from_slice(b).map_err(|e| http::json_error(&e)) };
+    let force = req.query.opt_bool("force")?;
+    if force.is_some() && ct != "application/apply-patch+yaml" {
+        return Err(ApiError::invalid(
+            "meta.k8s.io",
+            "PatchOptions",
+            "",
+            &[FieldError::forbidden("force", "may not be specified for non-apply patch")],
+        ));
+    }
+    let duplicates = |b: &[u8]| -> Vec<String> {
+        fieldvalidation::duplicate_fields_json(b).iter().map(|p| fieldvalidation::duplicate_message(p)).collect()
+    };
     match ct.as_str() {
         "application/json-patch+json" => {
             let p = parse(&req.body)?;
@@ -126,10 +150,32 @@ fn parse_patch(req: &Req) -> Result<Change, ApiError> {
                     "json: cannot unmarshal object into Go value of type jsonpatch.Patch",
                 ));
             }
+            opts.body_problems = fieldvalidation::json_patch_strict_errors(&req.body);
             Ok(Change::JsonPatch(p))
         }
-        "application/merge-patch+json" => Ok(Change::MergePatch(parse(&req.body)?)),
-        "application/strategic-merge-patch+json" => Ok(Change::StrategicMergePatch(parse(&req.body)?)),
+        "application/merge-patch+json" => {
+            opts.body_problems = duplicates(&req.body);
+            Ok(Change::MergePatch(parse(&req.body)?))
+        }
+        "application/strategic-merge-patch+json" => {
+            opts.body_problems = duplicates(&req.body);
+            Ok(Change::StrategicMergePatch(parse(&req.body)?))
+        }
+        "application/apply-patch+yaml" => {
+            if req.query.get("fieldManager").is_none_or(str::is_empty) {
+                return Err(ApiError::bad_request(
+                    "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+                ));
+            }
+            opts.warn(fieldvalidation::check_apply(opts.validation, &req.body)?);
+            let y: serde_yaml::Value = serde_yaml::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            let v = serde_json::to_value(y).map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
+            if !v.is_object() {
+                return Err(ApiError::bad_request("the apply configuration must be an object"));
+            }
+            Ok(Change::Apply(v, force.unwrap_or(false)))
+        }
         other => Err(http::unsupported_media(other, &accepted)),
     }
 }
@@ -241,6 +287,113 @@ impl DeleteOptions {
             o.grace_period = Some(1);
         }
         Ok(o)
+    }
+}
+
+/// How a write was asked for, beyond its body: dry run, the field manager that
+/// will own what it changes, how unknown fields are treated, and the warnings it
+/// collects for the response's `Warning` headers.
+#[derive(Clone, Debug)]
+pub struct WriteOptions {
+    pub dry_run: bool,
+    /// `fieldManager`, or the manager named by the User-Agent.
+    pub manager: String,
+    pub validation: Directive,
+    /// Problems found in the raw body (duplicate fields) before it was decoded.
+    pub body_problems: Vec<String>,
+    pub warnings: Arc<Mutex<Vec<String>>>,
+}
+
+impl WriteOptions {
+    /// Writes the apiserver makes itself (bootstrap, CRD status).
+    pub fn internal(manager: &str) -> Self {
+        Self {
+            dry_run: false,
+            manager: manager.to_string(),
+            validation: Directive::Ignore,
+            body_problems: Vec::new(),
+            warnings: Default::default(),
+        }
+    }
+
+    /// From a request's query (`dryRun`, `fieldManager`, `fieldValidation`) and User-Agent.
+    pub fn from_req(req: &Req, options_kind: &str) -> Result<Self, ApiError> {
+        let q = &req.query;
+        let manager = match q.get("fieldManager") {
+            Some(m) => {
+                if m.chars().count() > 128 || m.chars().any(|c| c.is_control()) {
+                    return Err(ApiError::invalid(
+                        "meta.k8s.io",
+                        options_kind,
+                        "",
+                        &[FieldError::invalid(
+                            "fieldManager",
+                            json!(m),
+                            "must be less than 128 characters long and consist only of printable characters",
+                        )],
+                    ));
+                }
+                m.to_string()
+            }
+            None => {
+                let ua = req.parts.headers.get(::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+                rkube_registry::ssa::manager_from_user_agent(ua)
+            }
+        };
+        Ok(Self {
+            dry_run: q.dry_run()?,
+            manager,
+            validation: Directive::parse_for(q.get("fieldValidation"), options_kind)?,
+            body_problems: Vec::new(),
+            warnings: Default::default(),
+        })
+    }
+
+    pub fn warn(&self, w: impl IntoIterator<Item = String>) {
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).extend(w);
+    }
+
+    /// The warnings collected so far (taken: a second call returns none).
+    pub fn warnings(&self) -> Vec<String> {
+        self.take_warnings()
+    }
+
+    fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+/// Add `Warning: 299 - "..."` headers, as upstream's warning recorder does.
+pub(crate) fn with_warnings(mut resp: Response<Body>, warnings: Vec<String>) -> Response<Body> {
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(&w).unwrap_or_default());
+        if let Ok(v) = ::http::HeaderValue::from_str(&text) {
+            resp.headers_mut().append(::http::header::WARNING, v);
+        }
+    }
+    resp
+}
+
+/// Unknown and duplicate fields of a create or update body (JSON or YAML).
+fn decode_problems(req: &Req) -> Vec<String> {
+    let info = req.info;
+    let ct = http::content_type(&req.parts.headers);
+    match ct.as_str() {
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            let mut errs: Vec<String> = fieldvalidation::yaml_strict_error(&req.body).into_iter().collect();
+            if let Ok(v) = serde_yaml::from_slice::<serde_yaml::Value>(&req.body)
+                && let Ok(v) = serde_json::to_value(v)
+            {
+                errs.extend(
+                    fieldvalidation::unknown_fields(info.group, info.version, info.kind, &v)
+                        .iter()
+                        .map(|p| fieldvalidation::unknown_message(p)),
+                );
+            }
+            errs
+        }
+        "application/json" | "" => fieldvalidation::strict_errors_json(info.group, info.version, info.kind, &req.body),
+        _ => Vec::new(),
     }
 }
 
@@ -535,9 +688,24 @@ impl Server {
         info: &'static ResourceInfo,
         _path: &ResourcePath,
         ns: Option<&str>,
-        mut obj: Value,
-        dry_run: bool,
+        obj: Value,
+        opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        opts.warn(fieldvalidation::check_decode(opts.validation, info.kind, info.version, opts.body_problems.clone())?);
+        self.create_tracked(info, ns, obj, opts, true).await
+    }
+
+    /// Create; `track` records the manager's ownership of every field (an
+    /// apply has done that itself).
+    async fn create_tracked(
+        &self,
+        info: &'static ResourceInfo,
+        ns: Option<&str>,
+        mut obj: Value,
+        opts: &WriteOptions,
+        track: bool,
+    ) -> Result<Value, ApiError> {
+        let dry_run = opts.dry_run;
         check_type(info, &mut obj)?;
         let m = meta_mut(&mut obj);
         if info.namespaced {
@@ -592,6 +760,18 @@ impl Server {
         }
         defaults::apply_defaults(info.group, info.version, info.kind, &mut obj);
         crate::admission::prepare_create(info, &mut obj);
+        if track {
+            let now = objects::now_rfc3339();
+            let api_version = info.api_version();
+            let op = ssa::Operation {
+                manager: &opts.manager,
+                api_version: &api_version,
+                subresource: None,
+                now: &now,
+                reset_fields: reset_fields(info, false),
+            };
+            ssa::track_update(&self.ssa_schema(info), None, &mut obj, &op);
+        }
         let errs = validation::validate_create(info.group, info.version, info.kind, info.resource, &obj);
         if !errs.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errs));
@@ -628,16 +808,36 @@ impl Server {
         ns: Option<&str>,
         name: &str,
         change: Change,
-        dry_run: bool,
+        opts: &WriteOptions,
     ) -> Result<Value, ApiError> {
+        let dry_run = opts.dry_run;
+        if matches!(change, Change::Replace(_)) {
+            let d = opts.validation;
+            opts.warn(fieldvalidation::check_decode(d, info.kind, info.version, opts.body_problems.clone())?);
+        }
+        let status_only = path.subresource.as_deref() == Some("status");
+        let schema = self.ssa_schema(info);
+        let api_version = info.api_version();
         let key = objects::key(info, ns, name);
         for _attempt in 0..16 {
             let Some(kv) = self.store.get(&key).await.map_err(store_error)? else {
                 return Err(ApiError::not_found(info.group, info.resource, name));
             };
             let old = to_served(info, decode_stored(&kv)?)?;
+            let now = objects::now_rfc3339();
+            let op = ssa::Operation {
+                manager: &opts.manager,
+                api_version: &api_version,
+                subresource: status_only.then_some("status"),
+                now: &now,
+                reset_fields: reset_fields(info, status_only),
+            };
             let mut new = match &change {
                 Change::Replace(v) => v.clone(),
+                Change::Apply(v, force) => {
+                    check_apply_target(info, v, name)?;
+                    ssa::apply(&schema, Some(&old), v, &op, *force)?
+                }
                 Change::JsonPatch(p) => rkube_registry::patch::json_patch(&old, p)?,
                 Change::MergePatch(p) => rkube_registry::patch::merge_patch(&old, p)?,
                 Change::StrategicMergePatch(p) => {
@@ -652,6 +852,17 @@ impl Server {
                     rkube_registry::patch::strategic_merge_patch(&old, p, def)?
                 }
             };
+            if matches!(change, Change::JsonPatch(_) | Change::MergePatch(_) | Change::StrategicMergePatch(_)) {
+                let mut errs = opts.body_problems.clone();
+                errs.extend(
+                    fieldvalidation::unknown_fields(info.group, info.version, info.kind, &new)
+                        .iter()
+                        .map(|p| fieldvalidation::unknown_message(p)),
+                );
+                if !errs.is_empty() {
+                    opts.warn(fieldvalidation::check_patch(opts.validation, &new.to_string(), errs)?);
+                }
+            }
             if matches!(change, Change::Replace(_)) {
                 check_type(info, &mut new)?;
                 let body_name = objects::name(&new);
@@ -677,6 +888,7 @@ impl Server {
                     p.pointer("/metadata/resourceVersion").and_then(Value::as_str)
                 }
                 Change::JsonPatch(_) => meta_str(&new, "resourceVersion").filter(|rv| *rv != current),
+                Change::Apply(v, _) => v.pointer("/metadata/resourceVersion").and_then(Value::as_str),
             }
             .filter(|s| !s.is_empty())
             .map(str::to_string);
@@ -685,12 +897,14 @@ impl Server {
             {
                 return Err(ApiError::stale(info.group, info.resource, name));
             }
-            let status_only = path.subresource.as_deref() == Some("status");
             prepare_update(info, &mut new, &old, status_only)?;
             if !status_only {
                 defaults::apply_defaults(info.group, info.version, info.kind, &mut new);
             }
             crate::services::keep_allocations(info, &mut new, &old);
+            if !matches!(change, Change::Apply(..)) {
+                ssa::track_update(&schema, Some(&old), &mut new, &op);
+            }
             let errs = if status_only {
                 validation::validate_status_update(info.group, info.version, info.kind, info.resource, &new, &old)
             } else {
@@ -753,6 +967,52 @@ impl Server {
             }
         }
         Err(ApiError::conflict(info.group, info.resource, name, "too many concurrent updates, please retry"))
+    }
+
+    /// PATCH: an update, except that an apply of a missing object creates it.
+    /// Returns the object and whether it was created.
+    pub(crate) async fn patch_object(
+        &self,
+        info: &'static ResourceInfo,
+        path: &ResourcePath,
+        ns: Option<&str>,
+        name: &str,
+        change: Change,
+        opts: &WriteOptions,
+    ) -> Result<(Value, bool), ApiError> {
+        if let Change::Apply(applied, force) = &change {
+            let key = objects::key(info, ns, name);
+            if path.subresource.is_none() && self.store.get(&key).await.map_err(store_error)?.is_none() {
+                check_apply_target(info, applied, name)?;
+                let now = objects::now_rfc3339();
+                let api_version = info.api_version();
+                let op = ssa::Operation {
+                    manager: &opts.manager,
+                    api_version: &api_version,
+                    subresource: None,
+                    now: &now,
+                    reset_fields: reset_fields(info, false),
+                };
+                let mut obj = ssa::apply(&self.ssa_schema(info), None, applied, &op, *force)?;
+                if let (true, Some(ns)) = (info.namespaced, ns) {
+                    objects::meta_mut(&mut obj).insert("namespace".into(), json!(ns));
+                }
+                return match self.create_tracked(info, ns, obj, opts, false).await {
+                    Ok(o) => Ok((o, true)),
+                    // Created meanwhile by someone else: apply to it instead.
+                    Err(e) if e.code == 409 && e.reason == rkube_registry::Reason::AlreadyExists => {
+                        self.update_object(info, path, ns, name, change, opts).await.map(|o| (o, false))
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+        }
+        self.update_object(info, path, ns, name, change, opts).await.map(|o| (o, false))
+    }
+
+    /// The merge schema server-side apply and managedFields use for a resource.
+    pub(crate) fn ssa_schema(&self, info: &ResourceInfo) -> ssa::TypeRef {
+        ssa::schema_for(info.group, info.version, info.kind)
     }
 
     /// Delete an object, honouring preconditions, finalizers, graceful pod
@@ -895,6 +1155,33 @@ impl Server {
         });
         Ok(http::json(StatusCode::OK, &list))
     }
+}
+
+/// Fields a write through this endpoint never owns (upstream's ResetFieldsStrategy).
+fn reset_fields(info: &ResourceInfo, status_only: bool) -> &'static [&'static str] {
+    match (info.has_subresource("status"), status_only) {
+        (true, false) => &["status"],
+        (true, true) => &["spec", "metadata"],
+        (false, _) => &[],
+    }
+}
+
+/// An applied configuration names the object of the URL.
+fn check_apply_target(info: &ResourceInfo, applied: &Value, name: &str) -> Result<(), ApiError> {
+    let kind = applied.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != info.kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the applied configuration ({kind}) does not match the expected kind ({})",
+            info.kind
+        )));
+    }
+    let applied_name = meta_str(applied, "name").unwrap_or("");
+    if applied_name != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({applied_name}) does not match the name on the URL ({name})"
+        )));
+    }
+    Ok(())
 }
 
 /// A namespace stays while `spec.finalizers` is not empty.

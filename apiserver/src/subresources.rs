@@ -5,7 +5,7 @@
 use crate::http::{self, Body};
 use crate::objects::{self, meta_str};
 use crate::request::Verb;
-use crate::rest::{Change, Req, decode_body, respond_object};
+use crate::rest::{Change, Req, WriteOptions, decode_body, parse_patch, respond_object, with_warnings};
 use crate::server::{Server, not_found_path};
 use ::http::{Response, StatusCode};
 use rkube_registry::resources::ResourceInfo;
@@ -21,23 +21,23 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
         return Err(not_found_path());
     }
     let repr = http::negotiate(&req.parts.headers)?;
-    let dry = req.query.dry_run()?;
     match (sub.as_str(), req.verb) {
         ("status", Verb::Get) => {
             let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         ("status", Verb::Update | Verb::Patch) => {
-            let change = change_of(&req)?;
-            let obj = server.update_object(req.info, &req.path, req.ns(), req.name(), change, dry).await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            let (change, opts) = change_of(&req)?;
+            let (obj, _) = server.patch_object(req.info, &req.path, req.ns(), req.name(), change, &opts).await?;
+            let resp = respond_object(req.info, StatusCode::OK, &obj, repr, &req.query);
+            Ok(with_warnings(resp, opts.warnings()))
         }
         ("scale", Verb::Get) => {
             let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
             Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
         }
-        ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req, dry).await,
-        ("binding", Verb::Create) => bind(&server, &req, req.name(), dry).await,
+        ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req).await,
+        ("binding", Verb::Create) => bind(&server, &req, req.name(), req.query.dry_run()?).await,
         ("finalize", Verb::Update) => {
             let body = decode_body(&req)?;
             let finalizers = body.pointer("/spec/finalizers").cloned().unwrap_or(json!([]));
@@ -47,34 +47,23 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             if let Some(rv) = meta_str(&body, "resourceVersion") {
                 objects::meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
             }
-            let obj = server.update_object(req.info, &req.path, None, req.name(), Change::Replace(new), dry).await?;
+            let opts = WriteOptions::from_req(&req, "UpdateOptions")?;
+            let obj = server.update_object(req.info, &req.path, None, req.name(), Change::Replace(new), &opts).await?;
             Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     }
 }
 
-fn change_of(req: &Req) -> Result<Change, ApiError> {
+/// The change a PUT or PATCH of a subresource asks for, and its options.
+fn change_of(req: &Req) -> Result<(Change, WriteOptions), ApiError> {
     if req.verb == Verb::Update {
-        return Ok(Change::Replace(decode_body(req)?));
+        let opts = WriteOptions::from_req(req, "UpdateOptions")?;
+        return Ok((Change::Replace(decode_body(req)?), opts));
     }
-    let ct = http::content_type(&req.parts.headers);
-    let body: Value = serde_json::from_slice(&req.body).map_err(|e| http::json_error(&e))?;
-    Ok(match ct.as_str() {
-        "application/json-patch+json" => Change::JsonPatch(body),
-        "application/merge-patch+json" => Change::MergePatch(body),
-        "application/strategic-merge-patch+json" => Change::StrategicMergePatch(body),
-        other => {
-            return Err(http::unsupported_media(
-                other,
-                &[
-                    "application/json-patch+json",
-                    "application/merge-patch+json",
-                    "application/strategic-merge-patch+json",
-                ],
-            ));
-        }
-    })
+    let mut opts = WriteOptions::from_req(req, "PatchOptions")?;
+    let change = parse_patch(req, &mut opts)?;
+    Ok((change, opts))
 }
 
 /// The autoscaling/v1 Scale view of an object.
@@ -105,13 +94,16 @@ fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
     })
 }
 
-async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<Body>, ApiError> {
+async fn scale_update(server: &Server, req: &Req) -> Result<Response<Body>, ApiError> {
     let cur = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
     let scale = to_scale(req.info, &cur);
-    let new_scale = match change_of(req)? {
+    let (change, opts) = change_of(req)?;
+    let new_scale = match change {
         Change::Replace(v) => v,
         Change::JsonPatch(p) => rkube_registry::patch::json_patch(&scale, &p)?,
-        Change::MergePatch(p) | Change::StrategicMergePatch(p) => rkube_registry::patch::merge_patch(&scale, &p)?,
+        Change::MergePatch(p) | Change::StrategicMergePatch(p) | Change::Apply(p, _) => {
+            rkube_registry::patch::merge_patch(&scale, &p)?
+        }
     };
     let name = req.name();
     let replicas = match new_scale.pointer("/spec/replicas") {
@@ -144,7 +136,7 @@ async fn scale_update(server: &Server, req: &Req, dry: bool) -> Result<Response<
             objects::meta_mut(&mut new).remove("resourceVersion");
         }
     }
-    let obj = server.update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), dry).await?;
+    let obj = server.update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), &opts).await?;
     Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
 }
 

@@ -22,7 +22,7 @@ fn cm(name: &str) -> ConfigMap {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_survives_restart() {
-    let mut c = Cluster::start(BIN, &[]).unwrap();
+    let mut c = Cluster::start(BIN, &["--apiserver-only"]).unwrap();
     ok(c.kubectl(&["create", "namespace", "keep"]));
     let cms: Api<ConfigMap> = Api::namespaced(client(&c).await, "keep");
     for i in 0..20 {

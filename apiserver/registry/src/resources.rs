@@ -368,6 +368,7 @@ mod tests {
                 "rbac.authorization.k8s.io",
                 "storage.k8s.io",
                 "admissionregistration.k8s.io",
+                "apiextensions.k8s.io",
                 "scheduling.k8s.io",
                 "coordination.k8s.io",
                 "node.k8s.io",
@@ -408,6 +409,6 @@ mod tests {
                 .count();
             assert_eq!(n, 1);
         }
-        assert_eq!(all().len(), 57);
+        assert_eq!(all().len(), 58);
     }
 }

@@ -682,19 +682,3 @@ mod tests {
         assert_eq!(validate_cr(&s, &json!({"p": true})).len(), 1);
     }
 }
-#[cfg(test)]
-mod perf_tmp {
-    #[test]
-    fn perf_tmp() {
-        let s = serde_json::json!({"type":"object","properties":{"spec":{"type":"object","required":["name"],"properties":{
-            "name":{"type":"string","pattern":"^[a-z]+$","maxLength":20},"replicas":{"type":"integer","minimum":0},
-            "size":{"type":"string","enum":["a","b"]},"tags":{"type":"array","items":{"type":"string"},"x-kubernetes-list-type":"set"}}}}});
-        let o = serde_json::json!({"apiVersion":"x/v1","kind":"X","metadata":{"name":"a","namespace":"d"},
-            "spec":{"name":"abc","replicas":3,"size":"a","tags":["x","y"]}});
-        let t = std::time::Instant::now();
-        for _ in 0..10000 {
-            let _ = super::validate_cr(&s, &o);
-        }
-        eprintln!("PERF {:?} per validation", t.elapsed() / 10000);
-    }
-}
