@@ -943,6 +943,13 @@ impl Server {
                 return to_served(info, stored);
             }
             let bytes = Bytes::from(objects::encode_for_storage(&stored));
+            if bytes == kv.value {
+                // Nothing changed: no write, no new resourceVersion (as upstream's GuaranteedUpdate).
+                release.rollback(self).await;
+                let mut out = stored;
+                objects::set_resource_version(&mut out, kv.mod_revision);
+                return to_served(info, out);
+            }
             match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(rev) => {
                     release.commit(self).await;

@@ -273,6 +273,12 @@ pub async fn wait_nodes(client: &Client, n: usize, need_cidr: bool, limit: Durat
     bail!("only {last} of {n} {what} after {limit:?}")
 }
 
+/// The default `--cluster-cidr` (10.244.0.0/16) with /24 node ranges holds 256 nodes, as
+/// upstream's node-ipam: bigger pools get a /12 (4,096 node ranges, clear of the service range).
+pub fn cluster_cidr_flags(nodes: usize) -> Vec<String> {
+    if nodes > 256 { vec!["--cluster-cidr".into(), "10.128.0.0/12".into()] } else { Vec::new() }
+}
+
 fn cpu(pid: Option<u32>) -> Option<Duration> {
     pid.and_then(|p| procs::read_cpu(p).ok())
 }
@@ -453,11 +459,9 @@ pub async fn deployment_rollout(
 ) -> Result<DeployReport> {
     let n = o.deploy_replicas;
     let mut rep = DeployReport { nodes: o.deploy_nodes, replicas: n, ..Default::default() };
-    let server = Server::start_with(
-        bin,
-        etcd,
-        &["--sim-nodes".into(), o.deploy_nodes.to_string(), "--max-pods".into(), "110".into()],
-    )?;
+    let mut flags = vec!["--sim-nodes".into(), o.deploy_nodes.to_string(), "--max-pods".into(), "110".into()];
+    flags.extend(cluster_cidr_flags(o.deploy_nodes));
+    let server = Server::start_with(bin, etcd, &flags)?;
     let admin = workloads::client(&server.kubeconfig).await?;
     workloads::wait_readyz(&admin, Duration::from_secs(30))
         .await
@@ -586,7 +590,9 @@ pub async fn pod_latency(bin: &Path, etcd: Option<&str>, o: &Options, log: &dyn 
     let rate = o.latency_rate.max(1);
     let total = (rate as u64 * o.latency_secs.max(1)) as usize;
     let mut rep = LatencyReport { nodes: o.latency_nodes, rate, ..Default::default() };
-    let server = Server::start_with(bin, etcd, &["--sim-nodes".into(), o.latency_nodes.to_string()])?;
+    let mut flags = vec!["--sim-nodes".into(), o.latency_nodes.to_string()];
+    flags.extend(cluster_cidr_flags(o.latency_nodes));
+    let server = Server::start_with(bin, etcd, &flags)?;
     let admin = workloads::client(&server.kubeconfig).await?;
     workloads::wait_readyz(&admin, Duration::from_secs(30))
         .await
@@ -722,6 +728,13 @@ mod tests {
         assert_eq!(parse_line(e), Some(Line::Error("too old resource version".into())));
         assert_eq!(parse_line("{}"), None);
         assert_eq!(parse_line("nope"), None);
+    }
+
+    #[test]
+    fn big_pools_get_a_big_cluster_cidr() {
+        assert!(cluster_cidr_flags(100).is_empty());
+        assert!(cluster_cidr_flags(256).is_empty());
+        assert_eq!(cluster_cidr_flags(1000), vec!["--cluster-cidr".to_string(), "10.128.0.0/12".to_string()]);
     }
 
     #[test]

@@ -91,6 +91,12 @@ impl<'a> Helm<'a> {
                 tail(&stdout, 60)
             );
         }
+        // Shown only when the test fails: what helm said on the way (with --debug, the
+        // requests that went wrong even when helm carried on, like a failed release record).
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !stderr.trim().is_empty() {
+            eprintln!("helm {} {args:?} stderr:\n{}", self.major, tail(&stderr, 40));
+        }
         stdout
     }
 

@@ -362,6 +362,14 @@ pub fn apply(
             conflicts.push((i, c));
         }
     }
+    // Upstream's lastAppliedManager: `kubectl apply --server-side` over an object
+    // made with client-side apply may take the fields the last-applied annotation
+    // holds at their live values (nobody changed them since), as if forced.
+    let force = force
+        || (manager == "kubectl"
+            && !conflicts.is_empty()
+            && allowed_by_last_applied(t, &live_obj)
+                .is_some_and(|allowed| conflicts.iter().all(|(_, c)| c.difference(&allowed).is_empty())));
     if !force && !conflicts.is_empty() {
         let list: Vec<(String, Vec<Vec<PathElement>>)> =
             conflicts.iter().map(|(i, c)| (entries[*i].display(), c.paths())).collect();
@@ -390,6 +398,15 @@ pub fn apply(
         sync_last_applied(&mut out, applied);
     }
     Ok(out)
+}
+
+/// The fields of the client-side apply annotation whose values the live object still has.
+fn allowed_by_last_applied(t: &TypeRef, live: &Value) -> Option<Set> {
+    let text = live.pointer("/metadata/annotations")?.get(LAST_APPLIED_ANNOTATION)?.as_str()?;
+    let last: Value = serde_json::from_str(text).ok()?;
+    let set = typed::field_set(t, &last, false).ok()?;
+    let cmp = typed::compare(t, &last, live);
+    Some(set.difference(&cmp.modified))
 }
 
 /// Upstream's lastAppliedUpdater: when `kubectl` applies server-side an object
