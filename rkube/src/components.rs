@@ -125,6 +125,12 @@ pub fn start_controllers(
             rkube_controller_nodelifecycle::run(c.clone(), nl.clone())
         }));
     }
+    if on("disruption-controller") {
+        let c = client_for("disruption-controller");
+        tasks.push(supervise("disruption-controller", move || {
+            rkube_controller_disruption::run(c.clone(), Default::default())
+        }));
+    }
     if on("node-ipam-controller") {
         let c = client_for("node-ipam-controller");
         let ipam = rkube_controller_nodeipam::Config {
