@@ -13,10 +13,11 @@ use crate::objects::{self, meta_str};
 use crate::request::ResourcePath;
 use crate::rest::{Change, WriteOptions};
 use crate::server::Server;
+use rkube_registry::FieldError;
 use rkube_registry::resources::{ResourceInfo, SubresourceInfo};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// The finalizer that holds a CRD until its custom resources are gone.
 pub const CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -38,6 +39,65 @@ pub struct CustomResource {
     pub printer_columns: Vec<Value>,
     /// `deprecationWarning` (or upstream's default text) when the version is deprecated.
     pub deprecation_warning: Option<String>,
+    /// The whole CRD (for its OpenAPI schema).
+    pub crd: Arc<Value>,
+    ssa: OnceLock<rkube_registry::ssa::TypeRef>,
+    cel: OnceLock<Option<Arc<rkube_registry::crd::cel::CompiledRules>>>,
+}
+
+impl CustomResource {
+    /// The merge schema server-side apply uses for this version.
+    pub fn ssa_schema(&self) -> rkube_registry::ssa::TypeRef {
+        self.ssa
+            .get_or_init(|| match &self.schema {
+                Some(s) => rkube_registry::ssa::schema_from_openapi_v3(s),
+                None => rkube_registry::ssa::deduced(),
+            })
+            .clone()
+    }
+
+    /// The version's compiled `x-kubernetes-validations` (None: none, or they did not compile).
+    pub fn cel_rules(&self) -> Option<Arc<rkube_registry::crd::cel::CompiledRules>> {
+        self.cel
+            .get_or_init(|| {
+                let schema = self.schema.as_ref()?;
+                rkube_registry::crd::cel::compile_rules(schema).ok().filter(|r| !r.is_empty()).map(Arc::new)
+            })
+            .clone()
+    }
+
+    /// Prune, default and validate a custom resource as upstream's
+    /// customresource strategy does; the pruned fields are returned (they
+    /// are "unknown fields" for field validation).
+    pub fn admit(&self, obj: &mut Value, old: Option<&Value>, status_only: bool) -> (Vec<String>, Vec<FieldError>) {
+        let info = self.info;
+        let mut pruned = Vec::new();
+        let mut errs = Vec::new();
+        if let Some(schema) = &self.schema {
+            pruned = rkube_registry::crd::prune(schema, obj);
+            rkube_registry::crd::apply_defaults(schema, obj);
+            if status_only {
+                if let (Some(st), Some(v)) = (rkube_registry::crd::status_schema(schema), obj.get("status")) {
+                    rkube_registry::crd::validate_at(st, v, "status", &mut errs);
+                }
+            } else {
+                errs.extend(rkube_registry::crd::validate_cr(schema, obj));
+            }
+        }
+        if !status_only {
+            errs.extend(rkube_registry::crd::validate_cr_type_meta(obj, info.group, info.version, info.kind));
+            errs.extend(rkube_registry::crd::validate_cr_metadata(obj, info.namespaced));
+            if let Some(scale) = &self.scale {
+                errs.extend(rkube_registry::crd::validate_cr_scale(obj, scale));
+            }
+        }
+        if errs.is_empty()
+            && let Some(rules) = self.cel_rules()
+        {
+            errs.extend(rkube_registry::crd::cel::validate(&rules, obj, old));
+        }
+        (pruned, errs)
+    }
 }
 
 /// The served custom resources, rebuilt whenever a CRD changes.
@@ -178,6 +238,9 @@ pub fn build_table(crds: &[Arc<Value>], revision: i64) -> CrdTable {
                 scale: v.pointer("/subresources/scale").cloned(),
                 printer_columns: v["additionalPrinterColumns"].as_array().cloned().unwrap_or_default(),
                 deprecation_warning,
+                crd: crd.clone(),
+                ssa: OnceLock::new(),
+                cel: OnceLock::new(),
             };
             table
                 .by_path
@@ -311,6 +374,14 @@ fn same_status(a: &Value, b: &Value) -> bool {
 }
 
 impl Server {
+    /// The custom resource behind a served resource, if it is one.
+    pub fn custom(&self, info: &ResourceInfo) -> Option<Arc<CustomResource>> {
+        if rkube_registry::resources::lookup(info.group, info.version, info.resource).is_some() {
+            return None;
+        }
+        self.crd_table().by_info(info).cloned()
+    }
+
     /// Bring every CRD's status up to date, rebuild the served table, and
     /// clean up deleted CRDs. Idempotent; called on every CRD change.
     pub async fn sync_crds(&self) {

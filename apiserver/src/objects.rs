@@ -77,28 +77,31 @@ pub fn key(info: &ResourceInfo, namespace: Option<&str>, name: &str) -> String {
     k
 }
 
-/// Kinds whose objects carry `metadata.generation`, bumped by spec changes.
+/// Kinds whose objects carry `metadata.generation`, bumped by spec changes
+/// (custom resources always do).
 pub fn tracks_generation(info: &ResourceInfo) -> bool {
-    matches!(
-        info.storage_resource,
-        "deployments"
-            | "replicasets"
-            | "statefulsets"
-            | "daemonsets"
-            | "jobs"
-            | "cronjobs"
-            | "replicationcontrollers"
-            | "horizontalpodautoscalers"
-            | "poddisruptionbudgets"
-            | "networkpolicies"
-            | "ingresses"
-            | "pods"
-            | "validatingwebhookconfigurations"
-            | "mutatingwebhookconfigurations"
-            | "validatingadmissionpolicies"
-            | "validatingadmissionpolicybindings"
-            | "customresourcedefinitions"
-    )
+    let custom = rkube_registry::resources::lookup(info.group, info.version, info.resource).is_none();
+    custom
+        || matches!(
+            info.storage_resource,
+            "deployments"
+                | "replicasets"
+                | "statefulsets"
+                | "daemonsets"
+                | "jobs"
+                | "cronjobs"
+                | "replicationcontrollers"
+                | "horizontalpodautoscalers"
+                | "poddisruptionbudgets"
+                | "networkpolicies"
+                | "ingresses"
+                | "pods"
+                | "validatingwebhookconfigurations"
+                | "mutatingwebhookconfigurations"
+                | "validatingadmissionpolicies"
+                | "validatingadmissionpolicybindings"
+                | "customresourcedefinitions"
+        )
 }
 
 /// Whether anything outside metadata and status differs (a "spec" change).

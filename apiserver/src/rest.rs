@@ -46,6 +46,16 @@ impl Req {
 }
 
 pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, ApiError> {
+    // A deprecated version of a custom resource warns on every request.
+    let deprecated = server.custom(req.info).and_then(|cr| cr.deprecation_warning.clone());
+    let resp = dispatch_verb(server, req).await;
+    match deprecated {
+        Some(w) => resp.map(|r| with_warnings(r, vec![w])),
+        None => resp,
+    }
+}
+
+async fn dispatch_verb(server: Arc<Server>, req: Req) -> Result<Response<Body>, ApiError> {
     if req.path.subresource.is_some() {
         return crate::subresources::dispatch(server, req).await;
     }
@@ -53,7 +63,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
     match req.verb {
         Verb::Get => {
             let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            Ok(respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::List => server.list(&req, repr).await,
         Verb::Watch => crate::watch::watch(server, &req, repr).await,
@@ -65,7 +75,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             opts.body_problems = decode_problems(&req);
             let obj = decode_body(&req)?;
             let obj = server.create_object(req.info, &req.path, req.ns(), obj, &opts).await?;
-            let resp = respond_object(req.info, StatusCode::CREATED, &obj, repr, &req.query);
+            let resp = respond_object(&server, req.info, StatusCode::CREATED, &obj, repr, &req.query);
             Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Update => {
@@ -74,7 +84,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             let obj = decode_body(&req)?;
             let obj =
                 server.update_object(req.info, &req.path, req.ns(), req.name(), Change::Replace(obj), &opts).await?;
-            let resp = respond_object(req.info, StatusCode::OK, &obj, repr, &req.query);
+            let resp = respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query);
             Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Patch => {
@@ -82,7 +92,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             let patch = parse_patch(&req, &mut opts)?;
             let (obj, created) = server.patch_object(req.info, &req.path, req.ns(), req.name(), patch, &opts).await?;
             let code = if created { StatusCode::CREATED } else { StatusCode::OK };
-            let resp = respond_object(req.info, code, &obj, repr, &req.query);
+            let resp = respond_object(&server, req.info, code, &obj, repr, &req.query);
             Ok(with_warnings(resp, opts.take_warnings()))
         }
         Verb::Delete => {
@@ -98,7 +108,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
                 });
                 return Ok(http::json(StatusCode::OK, &rkube_registry::status::success_status(Some(details))));
             }
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            Ok(respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         Verb::DeleteCollection => server.delete_collection(&req).await,
     }
@@ -182,6 +192,7 @@ pub(crate) fn parse_patch(req: &Req, opts: &mut WriteOptions) -> Result<Change, 
 
 /// The object in the representation the client asked for.
 pub(crate) fn respond_object(
+    server: &Server,
     info: &ResourceInfo,
     status: StatusCode,
     obj: &Value,
@@ -191,7 +202,7 @@ pub(crate) fn respond_object(
     match repr {
         Representation::Object => http::json(status, obj),
         Representation::Table(v) => {
-            let mut t = printers::table(info.group, info.resource, &[obj], include_object(query), chrono::Utc::now());
+            let mut t = server.table(info, &[obj], include_object(query));
             t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
             http::json(status, &t)
         }
@@ -645,8 +656,7 @@ impl Server {
                 let values: Vec<Value> =
                     items.into_iter().map(|i| to_served(info, i.into_value())).collect::<Result<_, _>>()?;
                 let refs: Vec<&Value> = values.iter().collect();
-                let mut t =
-                    printers::table(info.group, info.resource, &refs, include_object(&req.query), chrono::Utc::now());
+                let mut t = self.table(info, &refs, include_object(&req.query));
                 t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
                 t["metadata"] = list_meta;
                 Ok(http::json(StatusCode::OK, &t))
@@ -758,8 +768,19 @@ impl Server {
         if info.has_subresource("status") && info.resource != "nodes" {
             crate::admission::reset_status_on_create(info, &mut obj);
         }
-        defaults::apply_defaults(info.group, info.version, info.kind, &mut obj);
-        crate::admission::prepare_create(info, &mut obj);
+        let custom = self.custom(info);
+        let is_crd = (info.group, info.resource) == ("apiextensions.k8s.io", "customresourcedefinitions");
+        match &custom {
+            Some(cr) => self.admit_custom(cr, &mut obj, None, false, opts)?,
+            None => {
+                defaults::apply_defaults(info.group, info.version, info.kind, &mut obj);
+                crate::admission::prepare_create(info, &mut obj);
+            }
+        }
+        if is_crd {
+            rkube_registry::crd::default_crd(&mut obj);
+            rkube_registry::crd::prepare_for_create(&mut obj);
+        }
         if track {
             let now = objects::now_rfc3339();
             let api_version = info.api_version();
@@ -772,7 +793,14 @@ impl Server {
             };
             ssa::track_update(&self.ssa_schema(info), None, &mut obj, &op);
         }
-        let errs = validation::validate_create(info.group, info.version, info.kind, info.resource, &obj);
+        let mut errs = if custom.is_some() {
+            Vec::new()
+        } else {
+            validation::validate_create(info.group, info.version, info.kind, info.resource, &obj)
+        };
+        if is_crd {
+            errs.extend(rkube_registry::crd::validate_crd(&obj, None));
+        }
         if !errs.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errs));
         }
@@ -897,19 +925,55 @@ impl Server {
             {
                 return Err(ApiError::stale(info.group, info.resource, name));
             }
+            // Without a resourceVersion a PUT updates whatever is stored (built-in kinds
+            // allow unconditional updates; custom resources do not, as upstream).
+            if pinned.is_none() {
+                if self.custom(info).is_some() && matches!(change, Change::Replace(_)) && !status_only {
+                    return Err(ApiError::invalid(
+                        info.group,
+                        info.kind,
+                        name,
+                        &[FieldError::invalid(
+                            "metadata.resourceVersion",
+                            json!("0x0"),
+                            "must be specified for an update",
+                        )],
+                    ));
+                }
+                meta_mut(&mut new).insert("resourceVersion".into(), json!(current));
+            }
             prepare_update(info, &mut new, &old, status_only)?;
-            if !status_only {
-                defaults::apply_defaults(info.group, info.version, info.kind, &mut new);
+            let custom = self.custom(info);
+            let is_crd = (info.group, info.resource) == ("apiextensions.k8s.io", "customresourcedefinitions");
+            match &custom {
+                Some(cr) => self.admit_custom(cr, &mut new, Some(&old), status_only, opts)?,
+                None if !status_only => defaults::apply_defaults(info.group, info.version, info.kind, &mut new),
+                None => {}
+            }
+            if is_crd && !status_only {
+                rkube_registry::crd::default_crd(&mut new);
+                rkube_registry::crd::prepare_for_update(&mut new, &old);
             }
             crate::services::keep_allocations(info, &mut new, &old);
             if !matches!(change, Change::Apply(..)) {
                 ssa::track_update(&schema, Some(&old), &mut new, &op);
             }
-            let errs = if status_only {
-                validation::validate_status_update(info.group, info.version, info.kind, info.resource, &new, &old)
-            } else {
-                validation::validate_update(info.group, info.version, info.kind, info.resource, &new, &old)
+            let mut errs = match (&custom, status_only) {
+                (Some(_), _) => Vec::new(),
+                (None, true) => {
+                    validation::validate_status_update(info.group, info.version, info.kind, info.resource, &new, &old)
+                }
+                (None, false) => {
+                    validation::validate_update(info.group, info.version, info.kind, info.resource, &new, &old)
+                }
             };
+            if is_crd {
+                errs.extend(if status_only {
+                    rkube_registry::crd::validate_crd_status(&new)
+                } else {
+                    rkube_registry::crd::validate_crd(&new, Some(&old))
+                });
+            }
             if !errs.is_empty() {
                 return Err(ApiError::invalid(info.group, info.kind, name, &errs));
             }
@@ -1019,7 +1083,42 @@ impl Server {
 
     /// The merge schema server-side apply and managedFields use for a resource.
     pub(crate) fn ssa_schema(&self, info: &ResourceInfo) -> ssa::TypeRef {
-        ssa::schema_for(info.group, info.version, info.kind)
+        match self.custom(info) {
+            Some(cr) => cr.ssa_schema(),
+            None => ssa::schema_for(info.group, info.version, info.kind),
+        }
+    }
+
+    /// A meta.k8s.io Table of objects: upstream's printers for built-in kinds, the
+    /// CRD's additionalPrinterColumns for custom resources.
+    pub(crate) fn table(&self, info: &ResourceInfo, objects: &[&Value], include: printers::IncludeObject) -> Value {
+        let now = chrono::Utc::now();
+        match self.custom(info) {
+            Some(cr) => rkube_registry::crd::cr_table(&cr.printer_columns, objects, include, now),
+            None => printers::table(info.group, info.resource, objects, include, now),
+        }
+    }
+
+    /// Custom resources: prune, default, validate (schema and CEL); pruned
+    /// fields are unknown fields for `fieldValidation`.
+    fn admit_custom(
+        &self,
+        cr: &crate::crds::CustomResource,
+        obj: &mut Value,
+        old: Option<&Value>,
+        status_only: bool,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        let info = cr.info;
+        let (pruned, errs) = cr.admit(obj, old, status_only);
+        if !pruned.is_empty() {
+            let msgs = pruned.iter().map(|p| fieldvalidation::unknown_message(p)).collect();
+            opts.warn(fieldvalidation::check_decode(opts.validation, info.kind, info.version, msgs)?);
+        }
+        if !errs.is_empty() {
+            return Err(ApiError::invalid(info.group, info.kind, objects::name(obj), &errs));
+        }
+        Ok(())
     }
 
     /// Delete an object, honouring preconditions, finalizers, graceful pod
@@ -1071,6 +1170,14 @@ impl Server {
                 _ => "Background".into(),
             };
             let mut changed = false;
+            // A CRD waits for its custom resources to be deleted.
+            if !was_deleting
+                && (info.group, info.resource) == ("apiextensions.k8s.io", "customresourcedefinitions")
+                && !finalizers.iter().any(|f| f == crate::crds::CLEANUP_FINALIZER)
+            {
+                finalizers.push(crate::crds::CLEANUP_FINALIZER.to_string());
+                changed = true;
+            }
             if !was_deleting {
                 match policy.as_str() {
                     "Orphan" if !finalizers.iter().any(|f| f == "orphan") => {

@@ -201,7 +201,7 @@ impl Server {
                     // gnostic's openapi.v2.Document, as client-go's OpenAPISchema asks for it. The reply's
                     // content type is upstream's dotted form: Go's mime parser rejects the '@' of the request's.
                     let b = d.openapi_v2_proto.get_or_init(|| {
-                        let doc = rkube_registry::openapi::v2(&self.resources());
+                        let doc = self.build_openapi_v2();
                         Bytes::from(rkube_registry::openapi_proto::encode_v2(&doc))
                     });
                     let mut r = http::json_bytes(StatusCode::OK, b.clone());
@@ -211,12 +211,11 @@ impl Server {
                     );
                     return Ok(r);
                 }
-                let b = d.openapi_v2.get_or_init(|| to_bytes(&rkube_registry::openapi::v2(&self.resources())));
+                let b = d.openapi_v2.get_or_init(|| to_bytes(&self.build_openapi_v2()));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))
             }
             "/openapi/v3" => {
-                let b =
-                    d.openapi_v3_index.get_or_init(|| to_bytes(&rkube_registry::openapi::v3_index(&self.resources())));
+                let b = d.openapi_v3_index.get_or_init(|| self.build_openapi_v3_index(&d));
                 Ok(http::json_bytes(StatusCode::OK, b.clone()))
             }
             _ if p.starts_with("/openapi/v3/") => {
@@ -242,18 +241,58 @@ impl Server {
         }
     }
 
+    /// Every `/openapi/v3/<group-version>` document; custom resources get
+    /// their CRD's schema as the kind's component.
     fn build_openapi_v3(&self) -> HashMap<String, Bytes> {
         let res = self.resources();
+        let table = self.crd_table();
         let mut out = HashMap::new();
         for (group, versions) in resources::groups_of(&res) {
             for v in versions {
-                if let Some(doc) = rkube_registry::openapi::v3_group_version(&res, group, v) {
-                    let path = if group.is_empty() { format!("api/{v}") } else { format!("apis/{group}/{v}") };
-                    out.insert(path, to_bytes(&doc));
+                let Some(mut doc) = rkube_registry::openapi::v3_group_version(&res, group, v) else { continue };
+                for info in table.infos().iter().filter(|i| i.group == group && i.version == v) {
+                    if let (Some(cr), Some(schemas)) =
+                        (table.by_info(info), doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut))
+                    {
+                        for (name, schema) in rkube_registry::crd::openapi_definitions(&cr.crd, v, false) {
+                            schemas.insert(name, schema);
+                        }
+                    }
                 }
+                out.insert(rkube_registry::openapi::v3_path(group, v), to_bytes(&doc));
             }
         }
         out
+    }
+
+    /// `/openapi/v3`: each document's URL with a hash of what is served there,
+    /// so clients' caches follow CRD changes.
+    fn build_openapi_v3_index(&self, d: &Docs) -> Bytes {
+        let docs = d.openapi_v3.get_or_init(|| self.build_openapi_v3());
+        let mut paths = serde_json::Map::new();
+        let mut names: Vec<&String> = docs.keys().collect();
+        names.sort();
+        for p in names {
+            let hash: String = rkube_registry::discovery::sha256(&docs[p]).iter().map(|b| format!("{b:02X}")).collect();
+            paths.insert(p.clone(), json!({"serverRelativeURL": format!("/openapi/v3/{p}?hash={hash}")}));
+        }
+        to_bytes(&json!({ "paths": paths }))
+    }
+
+    /// `/openapi/v2` with the definitions of custom resources added.
+    fn build_openapi_v2(&self) -> Value {
+        let mut doc = rkube_registry::openapi::v2(&self.resources());
+        let table = self.crd_table();
+        if let Some(defs) = doc.get_mut("definitions").and_then(Value::as_object_mut) {
+            for info in table.infos() {
+                if let Some(cr) = table.by_info(info) {
+                    for (name, schema) in rkube_registry::crd::openapi_definitions(&cr.crd, info.version, true) {
+                        defs.insert(name, schema);
+                    }
+                }
+            }
+        }
+        doc
     }
 
     fn discovery_root(&self, parts: &Parts, core: bool) -> Result<Response<Body>, ApiError> {
@@ -270,10 +309,25 @@ impl Server {
                 m
             });
             let body = docs.get(&(core, ver)).cloned().unwrap_or_default();
-            let mut r = http::json_bytes(StatusCode::OK, body);
+            // The ETag changes with what is served (CRDs); a client that has it gets 304.
+            let etag: String =
+                rkube_registry::discovery::sha256(&body)[..16].iter().map(|b| format!("{b:02x}")).collect();
+            let etag = format!("\"{etag}\"");
             let ct = format!("application/json;g=apidiscovery.k8s.io;v={ver};as=APIGroupDiscoveryList");
+            let unchanged =
+                parts.headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str());
+            let mut r = if unchanged {
+                let mut r = Response::new(http::full(Bytes::new()));
+                *r.status_mut() = StatusCode::NOT_MODIFIED;
+                r
+            } else {
+                http::json_bytes(StatusCode::OK, body)
+            };
             if let Ok(v) = HeaderValue::from_str(&ct) {
                 r.headers_mut().insert(header::CONTENT_TYPE, v);
+            }
+            if let Ok(v) = HeaderValue::from_str(&etag) {
+                r.headers_mut().insert(header::ETAG, v);
             }
             return Ok(r);
         }

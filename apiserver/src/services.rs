@@ -364,6 +364,27 @@ pub fn keep_allocations(info: &ResourceInfo, new: &mut Value, old: &Value) {
             new["spec"][f] = v.clone();
         }
     }
+    // Upstream's dropTypeDependentFields: a type change that no longer needs node
+    // ports drops the allocated ones and an externalTrafficPolicy the client left as it was.
+    if needs_node_ports(old) && !needs_node_ports(new) {
+        let old_ports = node_ports(old);
+        if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {
+            for p in ports {
+                if p.get("nodePort").and_then(Value::as_i64).is_some_and(|n| old_ports.contains(&n))
+                    && let Some(o) = p.as_object_mut()
+                {
+                    o.remove("nodePort");
+                }
+            }
+        }
+        if matches!(svc_type(new), "ClusterIP" | "ExternalName")
+            && new.pointer("/spec/externalTrafficPolicy") == old.pointer("/spec/externalTrafficPolicy")
+            && let Some(o) = new["spec"].as_object_mut()
+        {
+            o.remove("externalTrafficPolicy");
+            o.remove("healthCheckNodePort");
+        }
+    }
     if needs_node_ports(new) {
         let old_ports = old.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
         if let Some(ports) = new.pointer_mut("/spec/ports").and_then(Value::as_array_mut) {

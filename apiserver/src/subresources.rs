@@ -24,17 +24,17 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
     match (sub.as_str(), req.verb) {
         ("status", Verb::Get) => {
             let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            Ok(respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         ("status", Verb::Update | Verb::Patch) => {
             let (change, opts) = change_of(&req)?;
             let (obj, _) = server.patch_object(req.info, &req.path, req.ns(), req.name(), change, &opts).await?;
-            let resp = respond_object(req.info, StatusCode::OK, &obj, repr, &req.query);
+            let resp = respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query);
             Ok(with_warnings(resp, opts.warnings()))
         }
         ("scale", Verb::Get) => {
             let obj = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
-            Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
+            Ok(http::json(StatusCode::OK, &to_scale(&scale_paths(&server, req.info), &obj)))
         }
         ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req).await,
         ("binding", Verb::Create) => bind(&server, &req, req.name(), req.query.dry_run()?).await,
@@ -49,7 +49,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             }
             let opts = WriteOptions::from_req(&req, "UpdateOptions")?;
             let obj = server.update_object(req.info, &req.path, None, req.name(), Change::Replace(new), &opts).await?;
-            Ok(respond_object(req.info, StatusCode::OK, &obj, repr, &req.query))
+            Ok(respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query))
         }
         _ => Err(ApiError::method_not_allowed("the server does not allow this method on the requested resource")),
     }
@@ -67,21 +67,48 @@ fn change_of(req: &Req) -> Result<(Change, WriteOptions), ApiError> {
 }
 
 /// The autoscaling/v1 Scale view of an object.
-fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
+/// Where a kind keeps its replica counts and selector: `.spec.replicas`,
+/// `.status.replicas` and `.spec.selector` for built-in kinds; the CRD's
+/// `subresources.scale` paths for custom resources (as JSON pointers).
+struct ScalePaths {
+    spec: String,
+    status: String,
+    /// A custom resource's selector path holds a string; None: `.spec.selector` object.
+    selector: Option<String>,
+}
+
+fn scale_paths(server: &Server, info: &ResourceInfo) -> ScalePaths {
+    let pointer = |p: &str| p.replace('.', "/");
+    match server.custom(info).and_then(|cr| cr.scale.clone()) {
+        Some(scale) => ScalePaths {
+            spec: pointer(scale["specReplicasPath"].as_str().unwrap_or(".spec.replicas")),
+            status: pointer(scale["statusReplicasPath"].as_str().unwrap_or(".status.replicas")),
+            selector: Some(scale["labelSelectorPath"].as_str().map(pointer).unwrap_or_default()),
+        },
+        None => ScalePaths { spec: "/spec/replicas".into(), status: "/status/replicas".into(), selector: None },
+    }
+}
+
+/// The autoscaling/v1 Scale view of an object.
+fn to_scale(paths: &ScalePaths, obj: &Value) -> Value {
     let mut meta = serde_json::Map::new();
     for f in ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"] {
         if let Some(v) = objects::meta(obj).and_then(|m| m.get(f)) {
             meta.insert(f.into(), v.clone());
         }
     }
-    let selector = match obj.pointer("/spec/selector") {
-        Some(s) if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() => {
-            LabelSelector::from_label_selector(s).map(|l| l.to_query_string()).unwrap_or_default()
-        }
-        Some(Value::Object(m)) => LabelSelector::from_map(m).to_query_string(),
-        _ => String::new(),
+    let selector = match &paths.selector {
+        Some(p) if !p.is_empty() => obj.pointer(p).and_then(Value::as_str).unwrap_or("").to_string(),
+        Some(_) => String::new(),
+        None => match obj.pointer("/spec/selector") {
+            Some(s) if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() => {
+                LabelSelector::from_label_selector(s).map(|l| l.to_query_string()).unwrap_or_default()
+            }
+            Some(Value::Object(m)) => LabelSelector::from_map(m).to_query_string(),
+            _ => String::new(),
+        },
     };
-    let mut status = json!({ "replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0) });
+    let mut status = json!({ "replicas": obj.pointer(&paths.status).and_then(Value::as_i64).unwrap_or(0) });
     if !selector.is_empty() {
         status["selector"] = json!(selector);
     }
@@ -89,14 +116,32 @@ fn to_scale(_info: &ResourceInfo, obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": meta,
-        "spec": { "replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0) },
+        "spec": { "replicas": obj.pointer(&paths.spec).and_then(Value::as_i64).unwrap_or(0) },
         "status": status,
     })
 }
 
+/// Set a value at a JSON pointer, creating objects on the way.
+fn set_pointer(obj: &mut Value, pointer: &str, v: Value) {
+    let mut cur = obj;
+    let parts: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let Some(map) = cur.as_object_mut() else { return };
+        if i + 1 == parts.len() {
+            map.insert(part.to_string(), v);
+            return;
+        }
+        cur = map.entry(part.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
 async fn scale_update(server: &Server, req: &Req) -> Result<Response<Body>, ApiError> {
     let cur = server.get_object(req.info, &req.path, req.ns(), req.name(), &req.query).await?;
-    let scale = to_scale(req.info, &cur);
+    let paths = scale_paths(server, req.info);
+    let scale = to_scale(&paths, &cur);
     let (change, opts) = change_of(req)?;
     let new_scale = match change {
         Change::Replace(v) => v,
@@ -126,7 +171,7 @@ async fn scale_update(server: &Server, req: &Req) -> Result<Response<Body>, ApiE
         ));
     }
     let mut new = cur.clone();
-    new["spec"]["replicas"] = json!(replicas);
+    set_pointer(&mut new, &paths.spec, json!(replicas));
     match meta_str(&new_scale, "resourceVersion").filter(|s| !s.is_empty()) {
         Some(rv) => {
             let rv = rv.to_string();
@@ -137,7 +182,7 @@ async fn scale_update(server: &Server, req: &Req) -> Result<Response<Body>, ApiE
         }
     }
     let obj = server.update_object(req.info, &req.path, req.ns(), name, Change::Replace(new), &opts).await?;
-    Ok(http::json(StatusCode::OK, &to_scale(req.info, &obj)))
+    Ok(http::json(StatusCode::OK, &to_scale(&paths, &obj)))
 }
 
 /// `pods/binding` and `bindings`: assign a pod to a node, once.

@@ -111,7 +111,7 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
     };
 
     tokio::spawn(async move {
-        let enc = Encoder { info, repr: table_opts.1, include: table_opts.0 };
+        let enc = Encoder { server: server.clone(), info, repr: table_opts.1, include: table_opts.0 };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         for obj in initial.iter().filter(|o| sel.matches(&o.object)) {
@@ -155,6 +155,7 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
 }
 
 struct Encoder {
+    server: Arc<Server>,
     info: &'static ResourceInfo,
     repr: Representation,
     include: printers::IncludeObject,
@@ -192,8 +193,7 @@ impl Encoder {
         let out = match self.repr {
             Representation::Object => served,
             Representation::Table(v) => {
-                let mut t =
-                    printers::table(self.info.group, self.info.resource, &[&served], self.include, chrono::Utc::now());
+                let mut t = self.server.table(self.info, &[&served], self.include);
                 t["apiVersion"] = json!(format!("meta.k8s.io/{v}"));
                 t["metadata"] = json!({"resourceVersion": obj.mod_revision.to_string()});
                 t

@@ -103,6 +103,10 @@ struct Args {
     /// Seconds the latency test creates pods for.
     #[arg(long, default_value_t = 20)]
     latency_secs: u64,
+    /// Also roll the Deployment out with the controller manager and the scheduler as separate
+    /// processes, to report each component's CPU time and memory.
+    #[arg(long)]
+    deploy_split: bool,
     /// Time limit of each orchestration wait (nodes, binding, rollout), in seconds.
     #[arg(long, default_value_t = 180)]
     orch_limit_secs: u64,
@@ -300,7 +304,7 @@ async fn run_orchestration(args: &Args, bin: &std::path::Path, backend: Backend)
     }
     let r = async {
         let e = etcd()?;
-        orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, &log).await
+        orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, false, &log).await
     };
     match r.await {
         Ok(d) => {
@@ -311,6 +315,22 @@ async fn run_orchestration(args: &Args, bin: &std::path::Path, backend: Backend)
             rep.deployment = Some(d);
         }
         Err(e) => rep.errors.push(format!("deployment: {e:#}")),
+    }
+    if args.deploy_split {
+        let r = async {
+            let e = etcd()?;
+            orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, true, &log).await
+        };
+        match r.await {
+            Ok(d) => {
+                if let Some(n) = &d.note {
+                    rep.errors.push(format!("deployment (split): {n}"));
+                }
+                log(&format!("deployment (split): available after {:?} ms", d.available_ms));
+                rep.deployment_split = Some(d);
+            }
+            Err(e) => rep.errors.push(format!("deployment (split): {e:#}")),
+        }
     }
     let r = async {
         let e = etcd()?;
@@ -417,6 +437,7 @@ mod tests {
         assert_eq!(a.orch_backends, vec![Backend::Embedded]);
         assert_eq!((a.sched_nodes, a.sched_pods, a.deploy_nodes, a.deploy_replicas), (1000, 10_000, 1000, 10_000));
         assert_eq!((a.latency_nodes, a.latency_rate, a.latency_secs, a.orch_limit_secs), (100, 100, 20, 180));
+        assert!(!a.deploy_split);
         let a = Args::try_parse_from(["rkube-bench", "--suite", "orchestration", "--orch-backends", "embedded,etcd"])
             .unwrap();
         assert_eq!(a.suite, Suite::Orchestration);

@@ -447,25 +447,54 @@ pub struct DeployReport {
     pub cpu_rollout_s: Option<f64>,
     /// One sample a second: [seconds, created, bound, running, available].
     pub timeline: Vec<[i64; 5]>,
+    /// Split mode only: each separate process's usage (the server then holds the apiserver and
+    /// the kubelet pool only).
+    pub components: Vec<ComponentUsage>,
     /// Why the section is incomplete.
     pub note: Option<String>,
 }
 
+/// CPU time during the rollout and memory afterwards of one process.
+#[derive(Debug, Clone, serde::Serialize, Default)]
+pub struct ComponentUsage {
+    pub name: String,
+    pub cpu_rollout_s: Option<f64>,
+    pub mem_after: Option<Mem>,
+}
+
+/// Roll out the Deployment on one `rkube server` (controllers, scheduler and kubelets in one
+/// process) or, with `split`, on `rkube server --apiserver-only` (apiserver + kubelet pool) next
+/// to separate `rkube controller-manager` and `rkube scheduler` processes, to see which
+/// component spends the CPU and holds the memory.
 pub async fn deployment_rollout(
     bin: &Path,
     etcd: Option<&str>,
     o: &Options,
+    split: bool,
     log: &dyn Fn(&str),
 ) -> Result<DeployReport> {
     let n = o.deploy_replicas;
     let mut rep = DeployReport { nodes: o.deploy_nodes, replicas: n, ..Default::default() };
     let mut flags = vec!["--sim-nodes".into(), o.deploy_nodes.to_string(), "--max-pods".into(), "110".into()];
-    flags.extend(cluster_cidr_flags(o.deploy_nodes));
+    if split {
+        flags.push("--apiserver-only".into());
+    } else {
+        flags.extend(cluster_cidr_flags(o.deploy_nodes));
+    }
     let server = Server::start_with(bin, etcd, &flags)?;
     let admin = workloads::client(&server.kubeconfig).await?;
     workloads::wait_readyz(&admin, Duration::from_secs(30))
         .await
         .with_context(|| format!("server log tail:\n{}", server.log_tail(20)))?;
+    let kc = server.kubeconfig.display().to_string();
+    let mut parts = Vec::new();
+    if split {
+        let mut cm = vec!["controller-manager".to_string(), "--kubeconfig".into(), kc.clone()];
+        cm.extend(cluster_cidr_flags(o.deploy_nodes));
+        parts.push(("controller-manager", Component::start(bin, &cm, server.dir().join("cm.log"))?));
+        let sched = vec!["scheduler".to_string(), "--kubeconfig".into(), kc.clone()];
+        parts.push(("scheduler", Component::start(bin, &sched, server.dir().join("scheduler.log"))?));
+    }
     log(&format!("deployment: waiting for {} nodes with a podCIDR", o.deploy_nodes));
     wait_nodes(&admin, o.deploy_nodes, true, o.limit).await?;
     rep.nodes_ready_ms = crate::stats::ms(server.spawned_at.elapsed());
@@ -476,6 +505,7 @@ pub async fn deployment_rollout(
     let mut watch = PodWatch::open(workloads::client(&server.kubeconfig).await?, ns, rv, o.limit * 2).await?;
     let api: Api<Deployment> = Api::namespaced(admin.clone(), ns);
     let cpu0 = cpu(server.pid());
+    let parts_cpu0: Vec<Option<Duration>> = parts.iter().map(|(_, c)| cpu(c.pid())).collect();
     log(&format!("deployment: {n} replicas"));
     let t0 = Instant::now();
     api.create(&PostParams::default(), &deployment("big", n)).await.context("creating the Deployment")?;
@@ -538,6 +568,16 @@ pub async fn deployment_rollout(
         (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
         _ => None,
     };
+    for ((name, c), c0) in parts.iter().zip(parts_cpu0) {
+        rep.components.push(ComponentUsage {
+            name: (*name).into(),
+            cpu_rollout_s: match (c0, cpu(c.pid())) {
+                (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
+                _ => None,
+            },
+            mem_after: c.pid().and_then(|p| procs::read_mem(p).ok()),
+        });
+    }
     let watch_error = watch.finish().await;
     rep.created = created.len();
     rep.bound = bound.len();
@@ -555,6 +595,7 @@ pub async fn deployment_rollout(
             server.log_tail(10)
         ));
     }
+    drop(parts);
     drop(server);
     Ok(rep)
 }

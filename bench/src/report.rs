@@ -169,6 +169,8 @@ pub struct OrchReport {
     pub backend: String,
     pub scheduling: Option<SchedReport>,
     pub deployment: Option<DeployReport>,
+    /// `--deploy-split`: the same rollout with controller manager and scheduler in their own processes.
+    pub deployment_split: Option<DeployReport>,
     pub latency: Option<LatencyReport>,
     pub errors: Vec<String>,
 }
@@ -306,6 +308,12 @@ fn fmt_s(ms: f64) -> String {
     if ms.is_nan() { "-".into() } else { format!("{:.1} s", ms / 1000.0) }
 }
 
+fn usage(cpu_s: Option<f64>, mem: Option<Mem>) -> String {
+    let cpu = cpu_s.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "-".into());
+    let mem = mem.map(|m| mib(m.rss_kib)).unwrap_or_else(|| "-".into());
+    format!("{cpu} / {mem}")
+}
+
 fn fmt_opt_s(ms: Option<f64>) -> String {
     ms.map(fmt_s).unwrap_or_else(|| "-".into())
 }
@@ -376,6 +384,27 @@ pub fn render_orchestration(info: &RunInfo, reports: &[OrchReport]) -> String {
                 (format!("{} / {}", f(d.cpu_rollout_s), f(d.cpu_total_s)), false)
             })
         }),
+    ];
+    let mut rows = rows;
+    if reports.iter().any(|r| r.deployment_split.is_some()) {
+        rows.push(row(reports, "split: Deployment → available", "< 30 s", |r| {
+            r.deployment_split.as_ref().map(|d| match d.available_ms {
+                Some(v) => (fmt_s(v), v >= 30_000.0),
+                None => ("n/a".into(), true),
+            })
+        }));
+        rows.push(row(reports, "  apiserver+kubelets: CPU / RSS", "", |r| {
+            r.deployment_split.as_ref().map(|d| (usage(d.cpu_rollout_s, d.mem_after), false))
+        }));
+        for name in ["controller-manager", "scheduler"] {
+            rows.push(row(reports, &format!("  {name}: CPU / RSS"), "", |r| {
+                let d = r.deployment_split.as_ref()?;
+                let c = d.components.iter().find(|c| c.name == name)?;
+                Some((usage(c.cpu_rollout_s, c.mem_after), false))
+            }));
+        }
+    }
+    rows.extend([
         row(
             reports,
             &format!("pod create → Running p50 ({}/s, {} nodes)", info.latency_rate, info.latency_nodes),
@@ -406,7 +435,7 @@ pub fn render_orchestration(info: &RunInfo, reports: &[OrchReport]) -> String {
                 )
             })
         }),
-    ];
+    ]);
     let mut out = String::new();
     let _ =
         writeln!(out, "rkube-bench orchestration: {} ({} CPUs, harness and server share them)", info.rkube, info.cpus);

@@ -229,7 +229,7 @@ pub fn aggregated_apis(resources: &[&ResourceInfo], version: AggregatedVersion) 
 }
 
 /// SHA-256 of `data`: used for storage version hashes and OpenAPI document hashes.
-pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
+pub fn sha256(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
 }
 
