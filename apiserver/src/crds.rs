@@ -345,10 +345,10 @@ fn desired_status(crd: &Value, all: &[Arc<Value>]) -> Value {
     }
     let mut stored: Vec<Value> =
         crd.pointer("/status/storedVersions").and_then(Value::as_array).cloned().unwrap_or_default();
-    if let Some(sv) = spec["versions"].as_array().and_then(|vs| vs.iter().find(|v| v["storage"] == true)) {
-        if !stored.contains(&sv["name"]) {
-            stored.push(sv["name"].clone());
-        }
+    if let Some(sv) = spec["versions"].as_array().and_then(|vs| vs.iter().find(|v| v["storage"] == true))
+        && !stored.contains(&sv["name"])
+    {
+        stored.push(sv["name"].clone());
     }
     json!({"conditions": conditions, "acceptedNames": accepted, "storedVersions": stored})
 }

@@ -16,6 +16,7 @@ pub mod crds;
 pub mod http;
 pub mod inprocess;
 pub mod listener;
+pub mod metrics;
 pub mod objects;
 pub mod request;
 pub mod rest;

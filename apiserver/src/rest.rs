@@ -56,6 +56,9 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
 }
 
 async fn dispatch_verb(server: Arc<Server>, req: Req) -> Result<Response<Body>, ApiError> {
+    if req.info.group == crate::metrics::GROUP {
+        return server.metrics(&req).await;
+    }
     if req.path.subresource.is_some() {
         return crate::subresources::dispatch(server, req).await;
     }
@@ -227,7 +230,7 @@ pub(crate) fn partial_metadata(obj: &Value, v: &str) -> Value {
 }
 
 /// Options of a delete, from the query string and an optional DeleteOptions body.
-#[derive(Default, Debug)]
+#[derive(Clone, Default, Debug)]
 pub struct DeleteOptions {
     pub grace_period: Option<i64>,
     pub propagation: Option<String>,

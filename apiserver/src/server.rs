@@ -121,7 +121,9 @@ impl Server {
 
     /// A served resource: built-in, or a custom resource of an established CRD.
     pub async fn lookup(&self, group: &str, version: &str, resource: &str) -> Option<&'static ResourceInfo> {
-        if let Some(i) = resources::lookup(group, version, resource) {
+        if let Some(i) =
+            resources::lookup(group, version, resource).or_else(|| crate::metrics::lookup(group, version, resource))
+        {
             return Some(i);
         }
         let table = self.crd_table();
@@ -149,6 +151,7 @@ impl Server {
     pub fn resources(&self) -> Vec<&'static ResourceInfo> {
         let mut all: Vec<&'static ResourceInfo> = resources::all().iter().collect();
         all.extend(self.crd_table().infos().iter().copied());
+        all.extend(crate::metrics::resources());
         all
     }
 

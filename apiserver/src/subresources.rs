@@ -37,6 +37,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             Ok(http::json(StatusCode::OK, &to_scale(&scale_paths(&server, req.info), &obj)))
         }
         ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req).await,
+        ("eviction", Verb::Create) => evict(&server, &req).await,
         ("binding", Verb::Create) => bind(&server, &req, req.name(), req.query.dry_run()?).await,
         ("finalize", Verb::Update) => {
             let body = decode_body(&req)?;
@@ -257,5 +258,108 @@ impl Server {
             Err(rkube_storage::StoreError::NotFound(_)) => Err(ApiError::not_found("", "pods", name)),
             Err(e) => Err(crate::server::store_error(e)),
         }
+    }
+}
+
+/// `pods/eviction` (policy/v1 Eviction): delete a pod unless that would break
+/// its PodDisruptionBudget (429 TooManyRequests, as upstream's EvictionREST);
+/// an allowed eviction first records itself in the budget's status.
+pub async fn evict(server: &Server, req: &Req) -> Result<Response<Body>, ApiError> {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use rkube_controller_disruption::eviction::{self, Eviction, EvictionDenied};
+
+    let body = decode_body(req)?;
+    let name = req.name().to_string();
+    let ns = req.ns().unwrap_or("").to_string();
+    let dry = req.query.dry_run()?
+        || body
+            .pointer("/deleteOptions/dryRun")
+            .and_then(Value::as_array)
+            .is_some_and(|d| d.iter().any(|x| x == "All"));
+    let mut opts = crate::rest::DeleteOptions { dry_run: dry, ..Default::default() };
+    if let Some(o) = body.get("deleteOptions") {
+        opts.grace_period = o.get("gracePeriodSeconds").and_then(Value::as_i64);
+        opts.propagation = o.get("propagationPolicy").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_uid = o.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+        opts.precondition_rv = o.pointer("/preconditions/resourceVersion").and_then(Value::as_str).map(str::to_string);
+    }
+    let pods = rkube_registry::resources::lookup("", "v1", "pods").ok_or_else(not_found_path)?;
+    let pdbs = rkube_registry::resources::lookup("policy", "v1", "poddisruptionbudgets").ok_or_else(not_found_path)?;
+    let created = || {
+        http::json(
+            StatusCode::CREATED,
+            &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    };
+    for _attempt in 0..5 {
+        let pod_json = server.get_object(pods, &req.path, Some(&ns), &name, &req.query).await?;
+        let pod: Pod = serde_json::from_value(pod_json.clone())
+            .map_err(|e| ApiError::internal(format!("stored pod does not decode: {e}")))?;
+        let mut delete_opts = opts.clone();
+        if !eviction::can_ignore_pdb(&pod) {
+            let (items, _) = server
+                .cache
+                .list(
+                    &objects::prefix(pdbs, Some(&ns)),
+                    server.store.current_revision().await.map_err(crate::server::store_error)?,
+                )
+                .await
+                .map_err(crate::server::store_error)?;
+            let budgets: Vec<PodDisruptionBudget> =
+                items.iter().filter_map(|o| serde_json::from_value((*o.object).clone()).ok()).collect();
+            let covering = eviction::budgets_for_pod(&pod, &budgets);
+            if covering.len() > 1 {
+                return Err(ApiError::internal(eviction::MULTIPLE_BUDGETS_MESSAGE));
+            }
+            if let Some(budget) = covering.first() {
+                let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+                match eviction::can_evict(budget, &pod, &now) {
+                    Err(denied) => return Err(denied_error(&denied)),
+                    Ok(Eviction::WithoutBudget) => {
+                        if eviction::should_enforce_resource_version(&pod) {
+                            delete_opts.precondition_rv = pod.metadata.resource_version.clone();
+                        }
+                    }
+                    Ok(Eviction::Budget(status)) => {
+                        if !dry {
+                            let mut b = serde_json::to_value(budget).unwrap_or_default();
+                            b["status"] = serde_json::to_value(&status).unwrap_or_default();
+                            let bname = budget.metadata.name.clone().unwrap_or_default();
+                            let path = crate::request::ResourcePath {
+                                subresource: Some("status".into()),
+                                ..Default::default()
+                            };
+                            let w = WriteOptions::internal("kube-apiserver");
+                            match server.update_object(pdbs, &path, Some(&ns), &bname, Change::Replace(b), &w).await {
+                                Ok(_) => {}
+                                Err(e) if e.code == 409 => continue,
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return match server.delete_object(pods, &req.path, Some(&ns), &name, &delete_opts).await {
+            Ok(_) => Ok(created()),
+            Err(e) if e.code == 409 && delete_opts.precondition_rv.is_some() && opts.precondition_rv.is_none() => {
+                Err(denied_error(&EvictionDenied::still_processing(&name)))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    Err(ApiError::too_many_requests("the eviction could not record itself in the disruption budget; please retry", 1))
+}
+
+fn denied_error(denied: &rkube_controller_disruption::eviction::EvictionDenied) -> ApiError {
+    use rkube_controller_disruption::eviction::{DISRUPTION_BUDGET_CAUSE, EvictionDenied};
+    match denied {
+        EvictionDenied::TooManyRequests { retry_after_seconds, cause } => {
+            let mut e = ApiError::too_many_requests(denied.message(), *retry_after_seconds);
+            e.causes = vec![json!({"reason": DISRUPTION_BUDGET_CAUSE, "message": cause})];
+            e
+        }
+        EvictionDenied::Forbidden { .. } => ApiError::forbidden(denied.message()),
     }
 }
