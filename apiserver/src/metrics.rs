@@ -63,20 +63,15 @@ pub fn lookup(group: &str, version: &str, resource: &str) -> Option<&'static Res
     resources().into_iter().find(|r| r.group == group && r.version == version && r.resource == resource)
 }
 
-/// A pod's usage: one entry per running container.
-fn pod_usage(pod: &Value) -> Vec<(String, Quantity, Quantity)> {
-    let anns = pod.pointer("/metadata/annotations");
-    let q = |k: &str| {
-        anns.and_then(|a| a.get(k)).and_then(Value::as_str).and_then(parse_quantity).unwrap_or_else(Quantity::zero)
-    };
+/// A pod's usage: one entry per running container. `anns` are the pod's
+/// effective simulation annotations (its own, or from a PodBehavior).
+fn pod_usage(pod: &Value, anns: &BTreeMap<String, String>) -> Vec<(String, Quantity, Quantity)> {
+    let q = |k: &str| anns.get(k).and_then(|s| parse_quantity(s)).unwrap_or_else(Quantity::zero);
     let (cpu, mem) = (q(CPU_ANNOTATION), q(MEMORY_ANNOTATION));
     pod.pointer("/spec/containers")
         .and_then(Value::as_array)
         .map(|cs| {
-            cs.iter()
-                .filter_map(|c| c.get("name").and_then(Value::as_str))
-                .map(|n| (n.to_string(), cpu.clone(), mem.clone()))
-                .collect()
+            cs.iter().filter_map(|c| c.get("name").and_then(Value::as_str)).map(|n| (n.to_string(), cpu, mem)).collect()
         })
         .unwrap_or_default()
 }
@@ -90,8 +85,8 @@ fn now() -> String {
     crate::objects::now_rfc3339()
 }
 
-fn pod_metrics(pod: &Value) -> Value {
-    let containers: Vec<Value> = pod_usage(pod)
+fn pod_metrics(pod: &Value, anns: &BTreeMap<String, String>) -> Value {
+    let containers: Vec<Value> = pod_usage(pod, anns)
         .into_iter()
         .map(|(name, cpu, mem)| json!({"name": name, "usage": {"cpu": cpu.to_string(), "memory": mem.to_string()}}))
         .collect();
@@ -110,7 +105,41 @@ fn pod_metrics(pod: &Value) -> Value {
     })
 }
 
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| m.iter().filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string()))).collect())
+        .unwrap_or_default()
+}
+
+/// A pod's simulation annotations: its own win over PodBehaviors'.
+fn effective_annotations(behaviors: &rkube_crds::Behaviors, pod: &Value) -> BTreeMap<String, String> {
+    let ns = pod.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("");
+    let labels = string_map(pod.pointer("/metadata/labels"));
+    let own = string_map(pod.pointer("/metadata/annotations"));
+    let mut out = behaviors.annotations_for_parts(ns, &labels, &own);
+    for (k, v) in own {
+        out.entry(k).or_insert(v);
+    }
+    out
+}
+
 impl Server {
+    /// The stored PodBehaviors (and namespace labels, for their namespaceSelectors).
+    async fn pod_behaviors(&self, rev: i64) -> rkube_crds::Behaviors {
+        let mut b = rkube_crds::Behaviors::new();
+        if let Ok((items, _)) = self.cache.list("/registry/sim.rkube.io/podbehaviors/", rev).await {
+            let all: Vec<rkube_crds::PodBehavior> =
+                items.iter().filter_map(|o| serde_json::from_value((*o.object).clone()).ok()).collect();
+            b.reset(&all);
+        }
+        if let Ok((nss, _)) = self.cache.list("/registry/namespaces/", rev).await {
+            for n in nss {
+                b.set_namespace(crate::objects::name(&n.object), string_map(n.object.pointer("/metadata/labels")));
+            }
+        }
+        b
+    }
+
     /// GET/LIST of NodeMetrics and PodMetrics.
     pub(crate) async fn metrics(&self, req: &Req) -> Result<Response<Body>, ApiError> {
         use crate::request::Verb;
@@ -124,9 +153,12 @@ impl Server {
         let prefix = crate::objects::prefix(pods_info, req.ns());
         let (pods, _) = self.cache.list(&prefix, rev).await.map_err(store_error)?;
         let running: Vec<&Value> = pods.iter().map(|p| &*p.object).filter(|p| running(p)).collect();
+        let behaviors = self.pod_behaviors(rev).await;
+        let anns = |p: &Value| effective_annotations(&behaviors, p);
         if req.info.resource == "pods" {
             let sel = Selectors { labels: crate::rest::Selectors::parse(req)?.labels, fields: Default::default() };
-            let items: Vec<Value> = running.into_iter().filter(|p| sel.matches(p)).map(pod_metrics).collect();
+            let items: Vec<Value> =
+                running.into_iter().filter(|p| sel.matches(p)).map(|p| pod_metrics(p, &anns(p))).collect();
             if let Some(name) = &req.path.name {
                 return match items.into_iter().find(|m| m["metadata"]["name"] == name.as_str()) {
                     Some(m) => Ok(http::json(StatusCode::OK, &m)),
@@ -143,7 +175,7 @@ impl Server {
         for p in running {
             let node = p.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or("").to_string();
             let e = sums.entry(node).or_insert_with(|| (Quantity::zero(), Quantity::zero()));
-            for (_, cpu, mem) in pod_usage(p) {
+            for (_, cpu, mem) in pod_usage(p, &anns(p)) {
                 *e = (e.0.add(&cpu), e.1.add(&mem));
             }
         }
@@ -186,7 +218,7 @@ mod tests {
     fn usage_comes_from_annotations_per_container() {
         let pod = json!({"metadata": {"annotations": {CPU_ANNOTATION: "250m", MEMORY_ANNOTATION: "64Mi"}},
             "spec": {"containers": [{"name": "a"}, {"name": "b"}]}});
-        let u = pod_usage(&pod);
+        let u = pod_usage(&pod, &effective_annotations(&rkube_crds::Behaviors::new(), &pod));
         assert_eq!(u.len(), 2);
         assert_eq!(u[0].1.to_string(), "250m");
         let total = u.iter().fold(Quantity::zero(), |acc, (_, c, _)| acc.add(c));

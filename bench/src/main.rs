@@ -34,6 +34,13 @@ enum Suite {
     All,
 }
 
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Section {
+    Scheduling,
+    Deployment,
+    Latency,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "rkube-bench", about = "Measure rkube on this machine: embedded SQLite and etcd side by side")]
 struct Args {
@@ -82,6 +89,9 @@ struct Args {
     /// Backends the orchestration suite runs on, in order.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Backend::Embedded])]
     orch_backends: Vec<Backend>,
+    /// Orchestration sections to run.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Section::Scheduling, Section::Deployment, Section::Latency])]
+    sections: Vec<Section>,
     /// Simulated nodes for the scheduling throughput test.
     #[arg(long, default_value_t = 1000)]
     sched_nodes: usize,
@@ -288,35 +298,42 @@ async fn run_orchestration(args: &Args, bin: &std::path::Path, backend: Backend)
     };
     let url = |e: &Option<procs::Etcd>| e.as_ref().map(|e| e.client_url.clone());
 
+    let on = |s: Section| args.sections.contains(&s);
     let r = async {
         let e = etcd()?;
         orchestration::scheduling(bin, url(&e).as_deref(), &o, &log).await
     };
-    match r.await {
-        Ok(s) => {
-            if let Some(n) = &s.note {
-                rep.errors.push(format!("scheduling: {n}"));
+    match if on(Section::Scheduling) { Some(r.await) } else { None } {
+        None => {}
+        Some(r) => match r {
+            Ok(s) => {
+                if let Some(n) = &s.note {
+                    rep.errors.push(format!("scheduling: {n}"));
+                }
+                log(&format!("scheduling: {:.0} pods/s", s.per_sec));
+                rep.scheduling = Some(s);
             }
-            log(&format!("scheduling: {:.0} pods/s", s.per_sec));
-            rep.scheduling = Some(s);
-        }
-        Err(e) => rep.errors.push(format!("scheduling: {e:#}")),
+            Err(e) => rep.errors.push(format!("scheduling: {e:#}")),
+        },
     }
     let r = async {
         let e = etcd()?;
         orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, false, &log).await
     };
-    match r.await {
-        Ok(d) => {
-            if let Some(n) = &d.note {
-                rep.errors.push(format!("deployment: {n}"));
+    match if on(Section::Deployment) { Some(r.await) } else { None } {
+        None => {}
+        Some(r) => match r {
+            Ok(d) => {
+                if let Some(n) = &d.note {
+                    rep.errors.push(format!("deployment: {n}"));
+                }
+                log(&format!("deployment: available after {:?} ms", d.available_ms));
+                rep.deployment = Some(d);
             }
-            log(&format!("deployment: available after {:?} ms", d.available_ms));
-            rep.deployment = Some(d);
-        }
-        Err(e) => rep.errors.push(format!("deployment: {e:#}")),
+            Err(e) => rep.errors.push(format!("deployment: {e:#}")),
+        },
     }
-    if args.deploy_split {
+    if args.deploy_split && on(Section::Deployment) {
         let r = async {
             let e = etcd()?;
             orchestration::deployment_rollout(bin, url(&e).as_deref(), &o, true, &log).await
@@ -336,22 +353,25 @@ async fn run_orchestration(args: &Args, bin: &std::path::Path, backend: Backend)
         let e = etcd()?;
         orchestration::pod_latency(bin, url(&e).as_deref(), &o, &log).await
     };
-    match r.await {
-        Ok(l) => {
-            if l.running < l.created {
-                rep.errors.push(format!(
-                    "latency: {} of {} created pods not seen Running within 30 s of the last create",
-                    l.created - l.running,
-                    l.created
-                ));
+    match if on(Section::Latency) { Some(r.await) } else { None } {
+        None => {}
+        Some(r) => match r {
+            Ok(l) => {
+                if l.running < l.created {
+                    rep.errors.push(format!(
+                        "latency: {} of {} created pods not seen Running within 30 s of the last create",
+                        l.created - l.running,
+                        l.created
+                    ));
+                }
+                if let Some(e) = &l.first_error {
+                    rep.errors.push(format!("latency: {e}"));
+                }
+                log(&format!("latency: p99 {:.0} ms", l.running_p99_ms));
+                rep.latency = Some(l);
             }
-            if let Some(e) = &l.first_error {
-                rep.errors.push(format!("latency: {e}"));
-            }
-            log(&format!("latency: p99 {:.0} ms", l.running_p99_ms));
-            rep.latency = Some(l);
-        }
-        Err(e) => rep.errors.push(format!("latency: {e:#}")),
+            Err(e) => rep.errors.push(format!("latency: {e:#}")),
+        },
     }
     rep
 }
@@ -438,6 +458,9 @@ mod tests {
         assert_eq!((a.sched_nodes, a.sched_pods, a.deploy_nodes, a.deploy_replicas), (1000, 10_000, 1000, 10_000));
         assert_eq!((a.latency_nodes, a.latency_rate, a.latency_secs, a.orch_limit_secs), (100, 100, 20, 180));
         assert!(!a.deploy_split);
+        assert_eq!(a.sections, vec![Section::Scheduling, Section::Deployment, Section::Latency]);
+        let a = Args::try_parse_from(["rkube-bench", "--sections", "deployment"]).unwrap();
+        assert_eq!(a.sections, vec![Section::Deployment]);
         let a = Args::try_parse_from(["rkube-bench", "--suite", "orchestration", "--orch-backends", "embedded,etcd"])
             .unwrap();
         assert_eq!(a.suite, Suite::Orchestration);

@@ -251,21 +251,18 @@ pub async fn wait_nodes(client: &Client, n: usize, need_cidr: bool, limit: Durat
     let api: Api<Node> = Api::all(client.clone());
     let mut last = 0;
     while t0.elapsed() < limit {
-        match api.list(&ListParams::default()).await {
-            Ok(list) => {
-                last = list
-                    .items
-                    .iter()
-                    .filter(|node| {
-                        !need_cidr
-                            || node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some_and(|c| !c.is_empty())
-                    })
-                    .count();
-                if last >= n {
-                    return Ok(t0.elapsed());
-                }
+        // A failed LIST is retried on the next poll.
+        if let Ok(list) = api.list(&ListParams::default()).await {
+            last = list
+                .items
+                .iter()
+                .filter(|node| {
+                    !need_cidr || node.spec.as_ref().and_then(|s| s.pod_cidr.as_ref()).is_some_and(|c| !c.is_empty())
+                })
+                .count();
+            if last >= n {
+                return Ok(t0.elapsed());
             }
-            Err(_) => {} // retried on the next poll
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -319,6 +316,11 @@ pub struct SchedReport {
     pub scheduler_cpu_s: Option<f64>,
     pub server_cpu_s: Option<f64>,
     pub scheduler_mem: Option<Mem>,
+    /// Server (apiserver + kubelet pool) memory once the nodes registered, after the pending
+    /// pods were created, and after they were bound.
+    pub server_mem_nodes: Option<Mem>,
+    pub server_mem_pods: Option<Mem>,
+    pub server_mem_bound: Option<Mem>,
     /// Pods bound after each full second since the scheduler's spawn.
     pub timeline: Vec<usize>,
     /// Why the section is incomplete.
@@ -336,6 +338,8 @@ pub async fn scheduling(bin: &Path, etcd: Option<&str>, o: &Options, log: &dyn F
     log(&format!("scheduling: waiting for {} nodes", o.sched_nodes));
     wait_nodes(&admin, o.sched_nodes, false, o.limit).await?;
     rep.nodes_ready_ms = crate::stats::ms(server.spawned_at.elapsed());
+    let server_mem = || server.pid().and_then(|p| procs::read_mem(p).ok());
+    rep.server_mem_nodes = server_mem();
 
     let ns = "bench-sched";
     workloads::ensure_namespace(&admin, ns).await?;
@@ -351,6 +355,7 @@ pub async fn scheduling(bin: &Path, etcd: Option<&str>, o: &Options, log: &dyn F
     }
     rep.pods = c.ok;
 
+    rep.server_mem_pods = server_mem();
     let rv = pods_rv(&admin, ns).await?;
     let mut watch = PodWatch::open(workloads::client(&server.kubeconfig).await?, ns, rv, o.limit * 2).await?;
     let server_cpu0 = cpu(server.pid());
@@ -386,6 +391,7 @@ pub async fn scheduling(bin: &Path, etcd: Option<&str>, o: &Options, log: &dyn F
     }
     rep.scheduler_cpu_s = secs(cpu(sched.pid()));
     rep.scheduler_mem = sched.pid().and_then(|p| procs::read_mem(p).ok());
+    rep.server_mem_bound = server_mem();
     rep.server_cpu_s = match (server_cpu0, cpu(server.pid())) {
         (Some(a), Some(b)) => Some(b.saturating_sub(a).as_secs_f64()),
         _ => None,
@@ -481,7 +487,7 @@ pub async fn deployment_rollout(
     } else {
         flags.extend(cluster_cidr_flags(o.deploy_nodes));
     }
-    let server = Server::start_with(bin, etcd, &flags)?;
+    let mut server = Server::start_with(bin, etcd, &flags)?;
     let admin = workloads::client(&server.kubeconfig).await?;
     workloads::wait_readyz(&admin, Duration::from_secs(30))
         .await
@@ -539,6 +545,9 @@ pub async fn deployment_rollout(
                 None => watch_open = false,
             },
             _ = poll.tick() => {
+                if let Some(status) = server.exited() {
+                    bail!("rkube server exited during the rollout ({status}); log tail:\n{}", server.log_tail(10));
+                }
                 // A failed GET is retried on the next tick.
                 if let Ok(d) = api.get("big").await {
                     rep.available = d.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0).into();

@@ -51,9 +51,28 @@ fn kill(child: &mut Option<Child>) {
 
 /// The last lines of a log file, for error messages.
 fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = strip_ansi(&std::fs::read_to_string(path).unwrap_or_default());
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Text without ANSI colour sequences (`ESC [ ... letter`).
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A single-member etcd on loopback with its own temporary data dir.
@@ -199,6 +218,11 @@ impl Server {
         tail(&self.dir.path().join("server.log"), lines)
     }
 
+    /// The exit status if the server has exited.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
     /// The server's temporary directory (its log and data dir live there).
     pub fn dir(&self) -> &Path {
         self.dir.path()
@@ -293,6 +317,12 @@ mod tests {
     fn reads_own_memory() {
         let m = read_mem(std::process::id()).unwrap();
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
+    }
+
+    #[test]
+    fn strips_colours() {
+        assert_eq!(strip_ansi("\u{1b}[2m2026\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m x"), "2026  INFO x");
+        assert_eq!(strip_ansi("plain [text]"), "plain [text]");
     }
 
     #[test]

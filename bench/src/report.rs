@@ -349,6 +349,12 @@ pub fn render_orchestration(info: &RunInfo, reports: &[OrchReport]) -> String {
                 (format!("{} / {}", f(s.scheduler_cpu_s), f(s.server_cpu_s)), false)
             })
         }),
+        row(reports, "  server RSS: nodes / +pods / +bound", "", |r| {
+            r.scheduling.as_ref().map(|s| {
+                let f = |m: Option<Mem>| m.map(|m| format!("{:.0}", m.rss_kib as f64 / 1024.0)).unwrap_or("-".into());
+                (format!("{} / {} / {} MiB", f(s.server_mem_nodes), f(s.server_mem_pods), f(s.server_mem_bound)), false)
+            })
+        }),
         row(reports, &format!("deploy: {} nodes with podCIDR", info.deploy_nodes), "", |r| {
             r.deployment.as_ref().map(|d| (fmt_s(d.nodes_ready_ms), false))
         }),
@@ -586,6 +592,7 @@ mod tests {
                 ..Default::default()
             }),
             errors: vec![],
+            ..Default::default()
         };
         let bad = OrchReport {
             backend: "etcd".into(),
@@ -610,6 +617,7 @@ mod tests {
                 ..Default::default()
             }),
             errors: vec!["scheduling: only 7000 of 10000 pods bound".into()],
+            ..Default::default()
         };
         (info, vec![good, bad])
     }

@@ -159,7 +159,7 @@ async fn rolling_update_respects_surge_and_unavailability() {
     let c2 = c.clone();
     blocking(move || {
         // old pods finish terminating, then only the new template is left
-        let want = vec!["nginx:1.27"; 10].join(" ");
+        let want = ["nginx:1.27"; 10].join(" ");
         wait_for(
             &c2,
             30,
@@ -302,6 +302,7 @@ fn placement_follows_selectors_taints_requests_and_affinity() {
     let mut big_node = kubelet(&c, "big-node", &["--sim-cpu", "8"]);
     wait_for(&c, 60, &["get", "pod", "big", "-o", "jsonpath={.spec.nodeName}"], "big-node");
     let _ = big_node.kill();
+    let _ = big_node.wait();
 
     // required anti-affinity spreads replicas over distinct nodes
     let aa = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: aa\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: aa}}\n  template:\n    metadata: {labels: {app: aa}}\n    spec:\n      affinity:\n        podAntiAffinity:\n          requiredDuringSchedulingIgnoredDuringExecution:\n          - labelSelector: {matchLabels: {app: aa}}\n            topologyKey: kubernetes.io/hostname\n      containers:\n      - name: c\n        image: nginx\n";

@@ -6,16 +6,23 @@
 //! watch, one node watch, one timer heap and one runtime, so 1,000 nodes cost no more tasks than
 //! one. [`run`] runs a pool of the configured nodes; [`start`] also returns a [`PoolHandle`] that
 //! can pause a node's heartbeat (tests of node lifecycle). Only the API is touched, never storage.
+//!
+//! Declarative sim configuration (sim.rkube.io CRDs from rkube-crds): [`run_nodepools`] runs a
+//! dynamic pool whose nodes follow the NodePools ([`nodepool`]); every pool applies PodBehaviors to
+//! its pods ([`behavior`]).
 
 pub mod backoff;
+pub mod behavior;
 pub mod events;
 pub mod ipam;
 pub mod node;
+pub mod nodepool;
 pub mod pod;
 mod pool;
 pub mod runtime;
 
-pub use pool::{PoolHandle, start};
+pub use nodepool::run_nodepools;
+pub use pool::{PoolHandle, start, start_dynamic};
 
 use k8s_openapi::api::core::v1::Taint;
 use std::collections::BTreeMap;
@@ -88,6 +95,8 @@ pub struct Config {
     pub events: bool,
     /// Concurrent API requests the pool may have in flight.
     pub max_in_flight: usize,
+    /// Watch PodBehaviors (sim.rkube.io) and apply them to the pool's pods.
+    pub pod_behaviors: bool,
 }
 
 impl Default for Config {
@@ -103,6 +112,7 @@ impl Default for Config {
             termination_grace_cap: Duration::from_secs(2),
             events: true,
             max_in_flight: 64,
+            pod_behaviors: true,
         }
     }
 }
@@ -115,6 +125,10 @@ pub enum Error {
     DuplicateNode(String),
     #[error("kubelet pool stopped: {0}")]
     Stopped(String),
+    #[error("nodes can only be added to or removed from a pool started with start_dynamic")]
+    NotDynamic,
+    #[error("waiting for the {0} cache to sync failed")]
+    CacheSync(&'static str),
 }
 
 /// Runs the configured nodes until the process ends.

@@ -3,26 +3,34 @@
 //! Owns the API I/O of the kubelet: node registration, status and lease heartbeats, the shared pod
 //! and node watches, the timer heap that wakes pod workers, and the status/delete/event writes
 //! (spawned, bounded by a semaphore, one write in flight per pod). Pod logic is in [`crate::pod`].
+//!
+//! A pool started with [`start_dynamic`] may start with no nodes and gains/loses nodes at run time
+//! through its [`PoolHandle`] (the NodePool controller, [`crate::nodepool`]). The pool also watches
+//! PodBehaviors (and Namespaces) and gives each pod the `sim.rkube.io/*` annotations they stand for
+//! ([`crate::behavior`]) before its worker sees it.
 
+use crate::behavior::{Behaviors, strip};
 use crate::events::pod_event;
 use crate::ipam::PodIpPool;
 use crate::node::{lease_object, micro, node_object, node_status, server_fingerprint, status_fingerprint};
 use crate::pod::{PodSettings, PodWorker, host_network};
 use crate::runtime::Runtime;
-use crate::runtime::sim::{SimConfig, SimRuntime};
+use crate::runtime::sim::{START_DELAY, SimConfig, SimRuntime, annotation, parse_go_duration};
 use crate::{Config, Error, NodeConfig};
 use chrono::Utc;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
+use rkube_crds::PodBehavior;
 use serde_json::{Value, json};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{Duration, Instant};
 
@@ -30,6 +38,8 @@ use tokio::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct PoolHandle {
     paused: Arc<Mutex<HashSet<String>>>,
+    tx: mpsc::UnboundedSender<Msg>,
+    dynamic: bool,
 }
 
 impl PoolHandle {
@@ -43,6 +53,35 @@ impl PoolHandle {
             }
         }
     }
+
+    fn send<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Msg) -> Result<oneshot::Receiver<T>, Error> {
+        if !self.dynamic {
+            return Err(Error::NotDynamic);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).map_err(|_| Error::Stopped("pool ended".into()))?;
+        Ok(rx)
+    }
+
+    /// Starts running (registering, heartbeating) one more node. Dynamic pools only.
+    pub async fn add_node(&self, node: NodeConfig) -> Result<(), Error> {
+        let rx = self.send(|tx| Msg::AddNode(Box::new(node), tx))?;
+        rx.await.map_err(|_| Error::Stopped("pool ended".into()))?
+    }
+
+    /// Stops running a node: its heartbeats stop and its pods are forgotten (not deleted). Returns
+    /// false when the pool does not run it. The Node object is left to the caller.
+    pub async fn remove_node(&self, name: &str) -> Result<bool, Error> {
+        let rx = self.send(|tx| Msg::RemoveNode(name.to_string(), tx))?;
+        rx.await.map_err(|_| Error::Stopped("pool ended".into()))
+    }
+
+    /// Replaces a running node's configuration (capacity shows in its next status update; labels,
+    /// taints and address stay as registered). Returns false when the pool does not run it.
+    pub async fn update_node(&self, node: NodeConfig) -> Result<bool, Error> {
+        let rx = self.send(|tx| Msg::UpdateNode(Box::new(node), tx))?;
+        rx.await.map_err(|_| Error::Stopped("pool ended".into()))
+    }
 }
 
 /// Starts a pool of the configured nodes in the background.
@@ -50,6 +89,22 @@ pub fn start(client: kube::Client, config: Config) -> Result<(PoolHandle, JoinHa
     if config.nodes.is_empty() {
         return Err(Error::NoNodes);
     }
+    start_inner(client, config, false)
+}
+
+/// Starts a pool whose nodes can be added and removed through the handle; it may start empty.
+pub fn start_dynamic(
+    client: kube::Client,
+    config: Config,
+) -> Result<(PoolHandle, JoinHandle<Result<(), Error>>), Error> {
+    start_inner(client, config, true)
+}
+
+fn start_inner(
+    client: kube::Client,
+    config: Config,
+    dynamic: bool,
+) -> Result<(PoolHandle, JoinHandle<Result<(), Error>>), Error> {
     let mut seen = HashSet::new();
     for n in &config.nodes {
         if !seen.insert(n.name.clone()) {
@@ -57,11 +112,10 @@ pub fn start(client: kube::Client, config: Config) -> Result<(PoolHandle, JoinHa
         }
     }
     let paused = Arc::new(Mutex::new(HashSet::new()));
-    let handle = PoolHandle { paused: paused.clone() };
-    let join = tokio::spawn(async move {
-        let mut pool = Pool::new(client, config, paused);
-        pool.run().await
-    });
+    let mut pool = Pool::new(client, config, paused.clone());
+    pool.dynamic = dynamic;
+    let handle = PoolHandle { paused, tx: pool.tx.clone(), dynamic };
+    let join = tokio::spawn(async move { pool.run().await });
     Ok((handle, join))
 }
 
@@ -75,10 +129,30 @@ enum Timer {
 enum Msg {
     Pod(Box<Result<watcher::Event<Pod>, watcher::Error>>),
     Node(Box<Result<watcher::Event<Node>, watcher::Error>>),
-    Registered { idx: usize, uid: Option<String> },
-    StatusWritten { idx: usize, ok: bool },
-    PodWritten { uid: String, sent: Value, ok: bool },
-    PodDeleted { uid: String, ok: bool },
+    Registered {
+        idx: usize,
+        uid: Option<String>,
+    },
+    StatusWritten {
+        idx: usize,
+        ok: bool,
+    },
+    PodWritten {
+        uid: String,
+        sent: Value,
+        ok: bool,
+    },
+    PodDeleted {
+        uid: String,
+        ok: bool,
+    },
+    /// A pod listed when a node was added (adopted only if the watch has not brought it).
+    PodListed(Box<Pod>),
+    Behavior(Box<Result<watcher::Event<PodBehavior>, watcher::Error>>),
+    Namespace(Box<Result<watcher::Event<Namespace>, watcher::Error>>),
+    AddNode(Box<NodeConfig>, oneshot::Sender<Result<(), Error>>),
+    RemoveNode(String, oneshot::Sender<bool>),
+    UpdateNode(Box<NodeConfig>, oneshot::Sender<bool>),
 }
 
 struct NodeState {
@@ -90,6 +164,10 @@ struct NodeState {
     ipam: Option<PodIpPool>,
     last_report: Option<Instant>,
     status_in_flight: bool,
+    /// Removed from a dynamic pool: timers for it stop, messages about it are ignored.
+    removed: bool,
+    /// Cleared on removal (stops a registration retry loop).
+    alive: Arc<AtomicBool>,
 }
 
 struct PodEntry {
@@ -99,6 +177,8 @@ struct PodEntry {
     writing: bool,
     deleting: bool,
     ip_released: bool,
+    /// Annotation keys the pod got from PodBehaviors (not its own).
+    injected: Vec<String>,
 }
 
 struct Pool {
@@ -116,6 +196,9 @@ struct Pool {
     sem: Arc<Semaphore>,
     paused: Arc<Mutex<HashSet<String>>>,
     relist: Option<HashSet<String>>,
+    dynamic: bool,
+    behaviors: Behaviors,
+    behavior_relist: Option<Vec<PodBehavior>>,
 }
 
 /// A node address for the pool's i-th node: 172.16.0.2 onwards.
@@ -139,6 +222,8 @@ impl Pool {
                 ipam: None,
                 last_report: None,
                 status_in_flight: false,
+                removed: false,
+                alive: Arc::new(AtomicBool::new(true)),
             })
             .collect();
         let by_name = nodes.iter().enumerate().map(|(i, n)| (n.cfg.name.clone(), i)).collect();
@@ -163,6 +248,9 @@ impl Pool {
             rx: Some(rx),
             paused,
             relist: None,
+            dynamic: false,
+            behaviors: Behaviors::new(),
+            behavior_relist: None,
         }
     }
 
@@ -176,7 +264,7 @@ impl Pool {
     }
 
     fn spawn_watches(&self) {
-        let single = (self.nodes.len() == 1).then(|| self.nodes[0].cfg.name.clone());
+        let single = (self.nodes.len() == 1 && !self.dynamic).then(|| self.nodes[0].cfg.name.clone());
         let pod_sel = match &single {
             Some(n) => format!("spec.nodeName={n}"),
             None => "spec.nodeName!=".to_string(),
@@ -205,6 +293,29 @@ impl Pool {
                 }
             }
         });
+        if !self.cfg.pod_behaviors {
+            return;
+        }
+        let behaviors: Api<PodBehavior> = Api::all(self.client.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(behaviors, watcher::Config::default()).default_backoff().boxed();
+            while let Some(ev) = s.next().await {
+                if tx.send(Msg::Behavior(Box::new(ev))).is_err() {
+                    return;
+                }
+            }
+        });
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut s = watcher(namespaces, watcher::Config::default()).default_backoff().boxed();
+            while let Some(ev) = s.next().await {
+                if tx.send(Msg::Namespace(Box::new(ev))).is_err() {
+                    return;
+                }
+            }
+        });
     }
 
     fn spawn_register(&self, idx: usize) {
@@ -215,8 +326,9 @@ impl Pool {
         let api: Api<Node> = Api::all(self.client.clone());
         let tx = self.tx.clone();
         let sem = self.sem.clone();
+        let alive = n.alive.clone();
         tokio::spawn(async move {
-            loop {
+            while alive.load(Ordering::Relaxed) {
                 let res = {
                     let _permit = sem.acquire().await;
                     register(&api, &name, &body, &labels).await
@@ -302,6 +414,9 @@ impl Pool {
             },
             Msg::Registered { idx, uid } => {
                 let n = &mut self.nodes[idx];
+                if n.removed {
+                    return;
+                }
                 n.registered = true;
                 if uid.is_some() {
                     n.uid = uid;
@@ -336,6 +451,152 @@ impl Pool {
                     self.schedule(Instant::now() + Duration::from_secs(1), Timer::Pod(uid));
                 }
             }
+            Msg::PodListed(pod) => {
+                if pod.metadata.uid.as_ref().is_some_and(|u| !self.pods.contains_key(u)) {
+                    self.pod_applied(*pod);
+                }
+            }
+            Msg::Behavior(ev) => self.behavior_event(*ev),
+            Msg::Namespace(ev) => self.namespace_event(*ev),
+            Msg::AddNode(cfg, reply) => {
+                let _ = reply.send(self.add_node(*cfg));
+            }
+            Msg::RemoveNode(name, reply) => {
+                let _ = reply.send(self.remove_node(&name));
+            }
+            Msg::UpdateNode(cfg, reply) => {
+                let ok = match self.by_name.get(&cfg.name) {
+                    Some(&idx) => {
+                        self.nodes[idx].cfg = *cfg;
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(ok);
+            }
+        }
+    }
+
+    fn add_node(&mut self, cfg: NodeConfig) -> Result<(), Error> {
+        if self.by_name.contains_key(&cfg.name) {
+            return Err(Error::DuplicateNode(cfg.name));
+        }
+        let idx = self.nodes.len();
+        let name = cfg.name.clone();
+        self.nodes.push(NodeState {
+            ip: cfg.address.clone().unwrap_or_else(|| default_ip(idx)),
+            cfg,
+            uid: None,
+            registered: false,
+            server: None,
+            ipam: None,
+            last_report: None,
+            status_in_flight: false,
+            removed: false,
+            alive: Arc::new(AtomicBool::new(true)),
+        });
+        self.by_name.insert(name.clone(), idx);
+        self.spawn_register(idx);
+        // Pods already bound to this node came through the watch before we ran it: list them.
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let lp = ListParams::default().fields(&format!("spec.nodeName={name}"));
+            match api.list(&lp).await {
+                Ok(list) => {
+                    for p in list.items {
+                        if tx.send(Msg::PodListed(Box::new(p))).is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(node = %name, error = %e, "listing the pods of an added node failed"),
+            }
+        });
+        Ok(())
+    }
+
+    fn remove_node(&mut self, name: &str) -> bool {
+        let Some(idx) = self.by_name.remove(name) else { return false };
+        let n = &mut self.nodes[idx];
+        n.removed = true;
+        n.alive.store(false, Ordering::Relaxed);
+        n.server = None;
+        let gone: Vec<String> = self.pods.iter().filter(|(_, e)| e.node == idx).map(|(u, _)| u.clone()).collect();
+        for uid in gone {
+            self.pod_removed(&uid);
+        }
+        self.nodes[idx].ipam = None;
+        if let Ok(mut p) = self.paused.lock() {
+            p.remove(name);
+        }
+        tracing::info!(node = %name, "stopped node");
+        true
+    }
+
+    fn behavior_event(&mut self, ev: Result<watcher::Event<PodBehavior>, watcher::Error>) {
+        match ev {
+            Err(e) => {
+                tracing::debug!(error = %e, "podbehavior watch error");
+                return;
+            }
+            Ok(watcher::Event::Init) => {
+                self.behavior_relist = Some(Vec::new());
+                return;
+            }
+            Ok(watcher::Event::InitApply(b)) => {
+                if let Some(l) = self.behavior_relist.as_mut() {
+                    l.push(b);
+                }
+                return;
+            }
+            Ok(watcher::Event::InitDone) => {
+                let all = self.behavior_relist.take().unwrap_or_default();
+                self.behaviors.reset(&all);
+            }
+            Ok(watcher::Event::Apply(b)) => self.behaviors.upsert(&b),
+            Ok(watcher::Event::Delete(b)) => {
+                if let Some(n) = &b.metadata.name {
+                    self.behaviors.remove(n);
+                }
+            }
+        }
+        self.reapply_behaviors();
+    }
+
+    fn namespace_event(&mut self, ev: Result<watcher::Event<Namespace>, watcher::Error>) {
+        match ev {
+            Err(e) => tracing::debug!(error = %e, "namespace watch error"),
+            Ok(watcher::Event::Init | watcher::Event::InitDone) => {}
+            Ok(watcher::Event::Apply(ns) | watcher::Event::InitApply(ns)) => {
+                if let Some(name) = ns.metadata.name.clone() {
+                    self.behaviors.set_namespace(&name, ns.metadata.labels.unwrap_or_default());
+                    if !self.behaviors.is_empty() {
+                        self.reapply_behaviors();
+                    }
+                }
+            }
+            Ok(watcher::Event::Delete(ns)) => {
+                if let Some(name) = &ns.metadata.name {
+                    self.behaviors.remove_namespace(name);
+                }
+            }
+        }
+    }
+
+    /// Recomputes every pod's behavior annotations; pods whose annotations changed are synced.
+    fn reapply_behaviors(&mut self) {
+        let mut changed = Vec::new();
+        for (uid, e) in self.pods.iter_mut() {
+            let before = e.worker.pod.metadata.annotations.clone();
+            strip(&mut e.worker.pod, &e.injected);
+            e.injected = self.behaviors.inject(&mut e.worker.pod);
+            if e.worker.pod.metadata.annotations != before {
+                changed.push(uid.clone());
+            }
+        }
+        for uid in changed {
+            self.sync_pod(&uid);
         }
     }
 
@@ -398,12 +659,14 @@ impl Pool {
         }
     }
 
-    fn pod_applied(&mut self, pod: Pod) {
+    fn pod_applied(&mut self, mut pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let Some(&idx) = self.by_name.get(&node) else { return };
+        let injected = self.behaviors.inject(&mut pod);
         if let Some(e) = self.pods.get_mut(&uid) {
             e.worker.update(pod);
+            e.injected = injected;
         } else {
             let now = Instant::now();
             let mut worker = PodWorker::new(pod, now);
@@ -416,7 +679,7 @@ impl Pool {
             }
             self.pods.insert(
                 uid.clone(),
-                PodEntry { worker, node: idx, scheduled: None, writing: false, deleting: false, ip_released },
+                PodEntry { worker, node: idx, scheduled: None, writing: false, deleting: false, ip_released, injected },
             );
         }
         self.sync_pod(&uid);
@@ -439,7 +702,8 @@ impl Pool {
         let Some(e) = self.pods.get_mut(uid) else { return };
         let node = &mut self.nodes[e.node];
         let mut settings = self.settings_base.clone();
-        settings.start_delay = node.cfg.start_delay;
+        settings.start_delay =
+            annotation(&e.worker.pod, START_DELAY).and_then(parse_go_duration).unwrap_or(node.cfg.start_delay);
         e.worker.host_ip = Some(node.ip.clone());
         if e.worker.needs_ip()
             && let Some(pool) = node.ipam.as_mut()
@@ -542,6 +806,9 @@ impl Pool {
     }
 
     fn update_status(&mut self, idx: usize) {
+        if self.nodes[idx].removed {
+            return;
+        }
         let freq = self.cfg.node_status_update_frequency;
         self.schedule(Instant::now() + freq, Timer::Status(idx));
         if self.paused(idx) {
@@ -578,6 +845,9 @@ impl Pool {
     }
 
     fn renew_lease(&mut self, idx: usize) {
+        if self.nodes[idx].removed {
+            return;
+        }
         let secs = self.cfg.node_lease_duration_seconds.max(1);
         let interval = Duration::from_millis(secs as u64 * 250);
         self.schedule(Instant::now() + interval, Timer::Lease(idx));

@@ -49,6 +49,11 @@ pub struct ControllerManagerConfig {
     pub node_startup_grace_period: Duration,
     /// The cluster CA (PEM), published as kube-root-ca.crt in every namespace.
     pub root_ca_pem: String,
+    pub hpa_sync_period: Duration,
+    pub hpa_downscale_stabilization: Duration,
+    pub hpa_tolerance: f64,
+    /// Where the local-path provisioner keeps volumes (`<root>/storage/<claim-uid>`).
+    pub local_path_root: std::path::PathBuf,
 }
 
 impl Default for ControllerManagerConfig {
@@ -61,6 +66,10 @@ impl Default for ControllerManagerConfig {
             node_monitor_grace_period: Duration::from_secs(50),
             node_startup_grace_period: Duration::from_secs(60),
             root_ca_pem: String::new(),
+            hpa_sync_period: Duration::from_secs(15),
+            hpa_downscale_stabilization: Duration::from_secs(300),
+            hpa_tolerance: 0.1,
+            local_path_root: std::path::PathBuf::from("/var/lib/rkube"),
         }
     }
 }
@@ -107,8 +116,7 @@ pub fn start_controllers(
     }
     if on("serviceaccount-controller") || on("root-ca-certificate-publisher-controller") {
         let c = client_for("service-account-controller");
-        let sa_cfg =
-            rkube_controller_serviceaccount::Config { root_ca_pem: cfg.root_ca_pem.clone(), ..Default::default() };
+        let sa_cfg = rkube_controller_serviceaccount::Config { root_ca_pem: cfg.root_ca_pem.clone() };
         tasks.push(supervise("serviceaccount-controller", move || {
             rkube_controller_serviceaccount::run(c.clone(), sa_cfg.clone())
         }));
@@ -131,12 +139,56 @@ pub fn start_controllers(
             rkube_controller_disruption::run(c.clone(), Default::default())
         }));
     }
+    if on("horizontal-pod-autoscaler-controller") {
+        let c = client_for("horizontal-pod-autoscaler");
+        let hpa = rkube_controller_horizontalpodautoscaler::Config {
+            sync_period: cfg.hpa_sync_period,
+            downscale_stabilization: cfg.hpa_downscale_stabilization,
+            tolerance: cfg.hpa_tolerance,
+            ..Default::default()
+        };
+        tasks.push(supervise("horizontal-pod-autoscaler-controller", move || {
+            rkube_controller_horizontalpodautoscaler::run(c.clone(), hpa.clone())
+        }));
+    }
+    if on("statefulset-controller") {
+        let c = client_for("statefulset-controller");
+        tasks.push(supervise("statefulset-controller", move || {
+            rkube_controller_statefulset::run(c.clone(), Default::default())
+        }));
+    }
+    if on("daemonset-controller") {
+        let c = client_for("daemon-set-controller");
+        tasks.push(supervise("daemonset-controller", move || {
+            rkube_controller_daemonset::run(c.clone(), Default::default())
+        }));
+    }
+    if on("job-controller") {
+        let c = client_for("job-controller");
+        tasks.push(supervise("job-controller", move || rkube_controller_job::run(c.clone(), Default::default())));
+    }
+    if on("cronjob-controller") {
+        let c = client_for("cronjob-controller");
+        tasks.push(supervise("cronjob-controller", move || {
+            rkube_controller_cronjob::run(c.clone(), Default::default())
+        }));
+    }
+    if on("ttl-after-finished-controller") {
+        let c = client_for("ttl-after-finished-controller");
+        tasks.push(supervise("ttl-after-finished-controller", move || {
+            rkube_controller_ttlafterfinished::run(c.clone(), Default::default())
+        }));
+    }
+    if on("local-path-provisioner") {
+        let c = client_for("local-path-provisioner");
+        let lp = rkube_controller_localpath::Config { root: cfg.local_path_root.clone(), ..Default::default() };
+        tasks.push(supervise("local-path-provisioner", move || rkube_controller_localpath::run(c.clone(), lp.clone())));
+    }
     if on("node-ipam-controller") {
         let c = client_for("node-ipam-controller");
         let ipam = rkube_controller_nodeipam::Config {
             cluster_cidr: cfg.cluster_cidr.clone(),
             node_cidr_mask_size: cfg.node_cidr_mask_size,
-            ..Default::default()
         };
         tasks.push(supervise("node-ipam-controller", move || rkube_controller_nodeipam::run(c.clone(), ipam.clone())));
     }

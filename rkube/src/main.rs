@@ -121,6 +121,18 @@ struct ControllerFlags {
     /// How long a new node may take to post its first status.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     node_startup_grace_period: Duration,
+    /// How often HorizontalPodAutoscalers are evaluated.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_sync_period: Duration,
+    /// How long an autoscaler waits before scaling down (the default scale-down window).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    horizontal_pod_autoscaler_downscale_stabilization: Duration,
+    /// Minimum change of the metric ratio that triggers scaling.
+    #[arg(long, default_value_t = 0.1)]
+    horizontal_pod_autoscaler_tolerance: f64,
+    /// Where the local-path provisioner keeps volumes (`server` uses its data dir).
+    #[arg(long)]
+    local_path_root: Option<PathBuf>,
 }
 
 impl ControllerFlags {
@@ -133,6 +145,10 @@ impl ControllerFlags {
             node_monitor_grace_period: self.node_monitor_grace_period,
             node_startup_grace_period: self.node_startup_grace_period,
             root_ca_pem,
+            hpa_sync_period: self.horizontal_pod_autoscaler_sync_period,
+            hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
+            hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
+            local_path_root: self.local_path_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/rkube")),
         }
     }
 }
@@ -215,6 +231,7 @@ async fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(a) => {
+            let data_dir = a.data_dir.clone();
             let mut cfg = rkube_apiserver::Config::new(a.data_dir);
             cfg.bind_address = a.bind_address;
             cfg.secure_port = a.secure_port;
@@ -234,12 +251,36 @@ async fn main() -> Result<()> {
                     let user = component_user(&format!("system:serviceaccount:kube-system:{controller}"));
                     in_process_client(server.clone(), user)
                 };
-                let cm = a.controller_flags.config(running.ca_pem.clone());
+                let mut cm = a.controller_flags.config(running.ca_pem.clone());
+                if a.controller_flags.local_path_root.is_none() {
+                    cm.local_path_root = data_dir.clone();
+                }
                 tasks.extend(components::start_controllers(&cm, client_for));
                 let sched = in_process_client(server.clone(), component_user("system:kube-scheduler"));
                 tasks.push(components::start_scheduler(sched));
             }
-            if a.sim_nodes > 0 {
+            if !a.apiserver_only {
+                // rkube's own CRDs (NodePool, PodBehavior) and the simulated node pool that
+                // reconciles them, with the --sim-nodes nodes.
+                use rkube_apiserver::inprocess::{component_user, in_process_client};
+                let admin = in_process_client(running.server.clone(), rkube_apiserver::server::User::admin());
+                rkube_crds::install(admin).await?;
+                let nodes = (0..a.sim_nodes)
+                    .map(|i| {
+                        let mut n = a.sim.node(&format!("sim-{i}"));
+                        if !a.sim_zones.is_empty() {
+                            n.zone = Some(a.sim_zones[i % a.sim_zones.len()].clone());
+                        }
+                        n
+                    })
+                    .collect();
+                let client = in_process_client(running.server.clone(), component_user("system:node:sim-pool"));
+                let cfg = rkube_kubelet::Config { nodes, ..Default::default() };
+                let template = a.sim.node("template");
+                tasks.push(components::supervise("kubelet-sim-pool", move || {
+                    rkube_kubelet::run_nodepools(client.clone(), cfg.clone(), template.clone())
+                }));
+            } else if a.sim_nodes > 0 {
                 use rkube_apiserver::inprocess::{component_user, in_process_client};
                 let nodes = (0..a.sim_nodes)
                     .map(|i| {

@@ -5,7 +5,13 @@
 //!   container exits that long after each start, with that code;
 //! - without them, app containers of a pod owned by a Job exit 0 after [`SimConfig::job_exit_after`];
 //!   other app containers run until stopped;
-//! - init containers exit 0 as soon as they start.
+//! - init containers exit 0 as soon as they start;
+//! - `sim.rkube.io/restartable: "true"`: only a container's first run exits per exit-after; restarted
+//!   runs keep going (a transient crash);
+//! - `sim.rkube.io/start-delay` (read by the pool) delays the pod's start; `sim.rkube.io/cpu-usage` and
+//!   `sim.rkube.io/memory-usage` are the usage the sim will report to metrics.
+//!
+//! The same keys are what a matching `PodBehavior` stands for (see [`crate::behavior`]).
 //!
 //! A stop request ends the container after `min(grace, SimConfig::stop_time)`: exit code 0
 //! ("Completed") when that is before the grace deadline (the process honoured SIGTERM), else 137
@@ -16,9 +22,7 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use tokio::time::{Duration, Instant};
 
-pub const EXIT_AFTER: &str = "sim.rkube.io/exit-after";
-pub const EXIT_CODE: &str = "sim.rkube.io/exit-code";
-pub const READY: &str = "sim.rkube.io/ready";
+pub use rkube_crds::podbehavior::{CPU_USAGE, EXIT_AFTER, EXIT_CODE, MEMORY_USAGE, READY, RESTARTABLE, START_DELAY};
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -107,7 +111,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
     (total.is_finite() && total < 1e12).then(|| Duration::from_secs_f64(total))
 }
 
-fn annotation<'a>(pod: &'a k8s_openapi::api::core::v1::Pod, key: &str) -> Option<&'a str> {
+pub fn annotation<'a>(pod: &'a k8s_openapi::api::core::v1::Pod, key: &str) -> Option<&'a str> {
     pod.metadata.annotations.as_ref()?.get(key).map(String::as_str)
 }
 
@@ -122,6 +126,19 @@ pub fn planned_exit(pod: &k8s_openapi::api::core::v1::Pod, config: &SimConfig) -
         return Some((d, code));
     }
     owned_by_job(pod).then_some((config.job_exit_after, 0))
+}
+
+/// [`planned_exit`] for the `attempt`-th run of a container (0 = first): with
+/// `sim.rkube.io/restartable: "true"`, runs after the first do not exit by themselves.
+pub fn planned_exit_attempt(
+    pod: &k8s_openapi::api::core::v1::Pod,
+    config: &SimConfig,
+    attempt: u32,
+) -> Option<(Duration, i32)> {
+    if attempt > 0 && annotation(pod, RESTARTABLE).is_some_and(|v| v.trim() == "true") {
+        return None;
+    }
+    planned_exit(pod, config)
 }
 
 fn wall_at(c: &SimContainer, at: Instant) -> DateTime<Utc> {
@@ -166,7 +183,7 @@ impl Runtime for SimRuntime {
         let exit = if c.init {
             Some((started_at, 0))
         } else {
-            planned_exit(c.pod, &self.config).map(|(d, code)| (started_at + d, code))
+            planned_exit_attempt(c.pod, &self.config, c.attempt).map(|(d, code)| (started_at + d, code))
         };
         self.containers.insert(id.clone(), SimContainer { started_wall, started_at, exit, stop: None });
         Ok(id)
@@ -243,6 +260,11 @@ mod tests {
         assert_eq!(planned_exit(&p, &cfg), Some((Duration::from_secs(3), 2)));
         let bad = pod(serde_json::json!({EXIT_AFTER: "soon", EXIT_CODE: "x"}), None);
         assert_eq!(planned_exit(&bad, &cfg), None);
+        // Restartable: the first run exits, restarts do not; without it every run exits.
+        let r = pod(serde_json::json!({EXIT_AFTER: "3s", EXIT_CODE: "1", RESTARTABLE: "true"}), None);
+        assert_eq!(planned_exit_attempt(&r, &cfg, 0), Some((Duration::from_secs(3), 1)));
+        assert_eq!(planned_exit_attempt(&r, &cfg, 1), None);
+        assert_eq!(planned_exit_attempt(&p, &cfg, 4), Some((Duration::from_secs(3), 2)));
     }
 
     #[tokio::test]

@@ -441,7 +441,8 @@ fn validate_storage_class(obj: &Value, old: Option<&Value>, errs: &mut Vec<Field
     if prov.is_empty() {
         errs.push(FieldError::required("provisioner", ""));
     } else {
-        for m in is_dns1123_subdomain(&prov.to_lowercase()) {
+        // upstream: ValidateQualifiedName of the lower-cased name (a `prefix/` is allowed)
+        for m in crate::validation::is_qualified_name(&prov.to_lowercase()) {
             errs.push(FieldError::invalid("provisioner", Value::from(prov), m));
         }
     }
