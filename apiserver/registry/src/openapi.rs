@@ -300,11 +300,15 @@ impl OpSpec {
         gvk: (String, String, String),
         responses: Vec<(&'static str, &'static str, Option<Value>)>,
     ) -> Self {
-        OpSpec {
-            params: patch_params(),
-            consumes: PATCH_CONSUMES.to_vec(),
-            ..OpSpec::new("patch", "patch", id, description, gvk, responses)
-        }
+        // Strategic merge patch needs a built-in type's patch strategies: custom
+        // resources do not accept it (kubectl then falls back to a merge patch).
+        let builtin = definition_name(&gvk.0, &gvk.1, &gvk.2).is_some();
+        let consumes = PATCH_CONSUMES
+            .iter()
+            .copied()
+            .filter(|c| builtin || *c != "application/strategic-merge-patch+json")
+            .collect();
+        OpSpec { params: patch_params(), consumes, ..OpSpec::new("patch", "patch", id, description, gvk, responses) }
     }
 }
 

@@ -39,7 +39,12 @@ pub fn format(set: &BTreeSet<i32>) -> String {
             end += 1;
             iter.next();
         }
-        parts.push(if start == end { start.to_string() } else { format!("{start}-{end}") });
+        // upstream writes two neighbours as "a,b" and longer runs as "a-b"
+        parts.push(match end - start {
+            0 => start.to_string(),
+            1 => format!("{start},{end}"),
+            _ => format!("{start}-{end}"),
+        });
     }
     parts.join(",")
 }
@@ -67,8 +72,8 @@ mod tests {
     #[test]
     fn round_trips_ranges() {
         let s: BTreeSet<i32> = [0, 1, 2, 4, 6, 7].into_iter().collect();
-        assert_eq!(format(&s), "0-2,4,6-7");
-        assert_eq!(parse(Some("0-2,4,6-7"), 10), s);
+        assert_eq!(format(&s), "0-2,4,6,7");
+        assert_eq!(parse(Some("0-2,4,6,7"), 10), s);
         assert_eq!(format(&BTreeSet::new()), "");
         assert_eq!(format(&[3].into_iter().collect()), "3");
     }
