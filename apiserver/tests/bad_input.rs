@@ -137,3 +137,24 @@ async fn watch_from_compacted_revision_is_gone() {
     assert_eq!(v["object"]["code"], 410, "{v}");
     assert_eq!(v["object"]["reason"], "Expired", "{v}");
 }
+
+#[tokio::test]
+async fn continue_token_expires_with_compaction() {
+    let env = TestEnv::start().await.unwrap();
+    for i in 0..6 {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("p{i}")}}).to_string();
+        call(&env, Method::POST, CMS, "application/json", cm).await;
+    }
+    let (code, page) = call(&env, Method::GET, &format!("{CMS}?limit=2"), "", "").await;
+    assert_eq!(code, 200);
+    let token = page["metadata"]["continue"].as_str().unwrap().to_string();
+    // a later write, then compaction past the token's revision
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "late"}}).to_string();
+    call(&env, Method::POST, CMS, "application/json", cm).await;
+    let store = env.server.store();
+    store.compact(store.current_revision().await.unwrap()).await.unwrap();
+    let (code, v) = call(&env, Method::GET, &format!("{CMS}?limit=2&continue={token}"), "", "").await;
+    assert_eq!((code, v["reason"].as_str()), (410, Some("Expired")), "{v}");
+    let (code, v) = call(&env, Method::GET, &format!("{CMS}?limit=2&continue=garbage"), "", "").await;
+    assert_eq!(code, 400, "{v}");
+}

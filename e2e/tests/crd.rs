@@ -61,3 +61,50 @@ fn crd_and_custom_resources_with_kubectl() {
     });
     assert!(gone.is_some(), "crontabs still served after the CRD was deleted");
 }
+
+/// rkube's own CRDs: a NodePool scales simulated nodes, a PodBehavior steers pods.
+#[test]
+fn nodepool_and_podbehavior() {
+    let c = Cluster::start(BIN, &[]).unwrap();
+    ok(c.kubectl(&["wait", "--for=condition=Established", "crd/nodepools.sim.rkube.io", "--timeout=10s"]));
+    let pool = "apiVersion: sim.rkube.io/v1alpha1\nkind: NodePool\nmetadata:\n  name: edge\nspec:\n  replicas: 2\n  capacity: {cpu: \"2\", memory: 4Gi}\n  labels: {tier: edge}\n";
+    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(pool)));
+    let ready = |n: usize| {
+        let want = vec!["True"; n].join(" ");
+        eventually(Duration::from_secs(30), || {
+            let out = c.kubectl(&[
+                "get",
+                "nodes",
+                "-l",
+                "tier=edge",
+                "-o",
+                "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout).trim() == want).then_some(())
+        })
+    };
+    assert!(ready(2).is_some(), "two edge nodes Ready");
+    ok(c.kubectl(&["scale", "nodepool", "edge", "--replicas=4"]));
+    assert!(ready(4).is_some(), "scaled up to four");
+    ok(c.kubectl(&["scale", "nodepool", "edge", "--replicas=1"]));
+    assert!(ready(1).is_some(), "scaled down to one");
+    let table = ok(c.kubectl(&["get", "nodepool", "edge"]));
+    assert!(table.contains("edge"), "{table}");
+
+    // a PodBehavior makes matching pods exit 1 after 2 s
+    let behavior = "apiVersion: sim.rkube.io/v1alpha1\nkind: PodBehavior\nmetadata:\n  name: crash\nspec:\n  selector: {matchLabels: {app: crash}}\n  exitAfter: 2s\n  exitCode: 1\n";
+    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(behavior)));
+    std::thread::sleep(Duration::from_millis(500));
+    ok(c.kubectl(&["run", "crash", "--image=busybox", "--restart=Never", "--labels=app=crash"]));
+    let failed = eventually(Duration::from_secs(30), || {
+        let out = c.kubectl(&[
+            "get",
+            "pod",
+            "crash",
+            "-o",
+            "jsonpath={.status.phase}/{.status.containerStatuses[0].state.terminated.exitCode}",
+        ]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "Failed/1").then_some(())
+    });
+    assert!(failed.is_some(), "the pod exited 1 and failed");
+}
