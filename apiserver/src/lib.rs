@@ -11,8 +11,12 @@
 //! in-memory store and a ready `kube::Client` from [`testenv::TestEnv`].
 
 pub mod admission;
+pub mod audit;
+pub mod authn;
 pub mod bootstrap;
 pub mod crds;
+pub mod encrypted_store;
+pub mod encryption;
 pub mod http;
 pub mod inprocess;
 pub mod listener;
@@ -20,6 +24,7 @@ pub mod metrics;
 pub mod objects;
 pub mod request;
 pub mod rest;
+pub mod reviews;
 pub mod server;
 pub mod services;
 pub mod subresources;
@@ -35,6 +40,57 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The audit view of a request: who, what, on which object.
+pub(crate) fn audit_attrs(
+    parts: &::http::request::Parts,
+    route: &request::Route,
+    user: Option<&server::User>,
+) -> audit::RequestAttrs {
+    let mut a = audit::RequestAttrs {
+        audit_id: parts
+            .headers
+            .get("audit-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        request_uri: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        verb: parts.method.as_str().to_ascii_lowercase(),
+        user_agent: parts
+            .headers
+            .get(::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string(),
+        received: chrono::Utc::now(),
+        ..Default::default()
+    };
+    match user {
+        Some(u) => {
+            a.user.username = u.name.clone();
+            a.user.groups = u.groups.clone();
+        }
+        None => {
+            a.user.username = "system:anonymous".into();
+            a.user.groups = vec!["system:unauthenticated".into()];
+        }
+    }
+    if let request::Route::Resource(rp) = route {
+        let q = request::Query::parse(parts.uri.query());
+        let watch = q.watch().unwrap_or(false) || rp.legacy_watch;
+        a.resource_request = true;
+        a.verb = request::Verb::from_request(&parts.method, rp.name.is_some(), watch)
+            .map(|v| v.as_str().to_string())
+            .unwrap_or(a.verb);
+        a.api_group = rp.group.clone();
+        a.api_version = rp.version.clone();
+        a.resource = rp.resource.clone();
+        a.subresource = rp.subresource.clone().unwrap_or_default();
+        a.namespace = rp.namespace.clone().unwrap_or_default();
+        a.name = rp.name.clone().unwrap_or_default();
+    }
+    a
+}
 
 /// Everything `rkube server` can be told about the apiserver.
 #[derive(Clone, Debug)]
@@ -52,6 +108,16 @@ pub struct Config {
     pub etcd_compaction_interval: Duration,
     /// Keep the store in memory (tests); no durability.
     pub in_memory: bool,
+    /// `--encryption-provider-config`: encrypt these resources at rest.
+    pub encryption_provider_config: Option<PathBuf>,
+    /// `--audit-log-path` (`-` for stdout) and `--audit-policy-file`.
+    pub audit_log_path: Option<String>,
+    pub audit_policy_file: Option<PathBuf>,
+    pub audit_log_maxsize: u64,
+    pub audit_log_maxbackup: usize,
+    pub audit_log_maxage: u64,
+    /// `--token-auth-file`: static bearer tokens (upstream's CSV).
+    pub token_auth_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -66,6 +132,13 @@ impl Config {
             advertise_address: None,
             etcd_compaction_interval: Duration::from_secs(300),
             in_memory: false,
+            encryption_provider_config: None,
+            audit_log_path: None,
+            audit_policy_file: None,
+            audit_log_maxsize: 100,
+            audit_log_maxbackup: 0,
+            audit_log_maxage: 0,
+            token_auth_file: None,
         }
     }
 }
@@ -107,8 +180,20 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
     Ok((a, b))
 }
 
-/// Open the configured store.
+/// Open the configured store, encrypted at rest when configured.
 pub async fn open_store(cfg: &Config) -> Result<Arc<dyn Store>> {
+    let store = open_raw_store(cfg).await?;
+    match &cfg.encryption_provider_config {
+        Some(path) => {
+            let t = encryption::Transformers::load(path)
+                .map_err(|e| anyhow::anyhow!("--encryption-provider-config: {e}"))?;
+            Ok(encrypted_store::EncryptedStore::wrap(store, t))
+        }
+        None => Ok(store),
+    }
+}
+
+async fn open_raw_store(cfg: &Config) -> Result<Arc<dyn Store>> {
     if !cfg.etcd_servers.is_empty() {
         let s = rkube_storage::etcd::EtcdStore::connect(&cfg.etcd_servers).await.context("connecting to etcd")?;
         return Ok(s);
@@ -173,6 +258,22 @@ pub async fn start(cfg: Config) -> Result<Running> {
     std::fs::write(&kubeconfig, pki.kubeconfig(&url, "admin", &pki.admin_cert_pem, &pki.admin_key_pem))
         .with_context(|| format!("writing {}", kubeconfig.display()))?;
 
+    if let Some(path) = &cfg.audit_log_path {
+        let policy = match &cfg.audit_policy_file {
+            Some(p) => audit::Policy::load(p).map_err(|e| anyhow::anyhow!("--audit-policy-file: {e}"))?,
+            None => audit::Policy::parse("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules:\n- level: Metadata\n")
+                .map_err(|e| anyhow::anyhow!("default audit policy: {e}"))?,
+        };
+        let log = audit::AuditLog::open(path, cfg.audit_log_maxsize, cfg.audit_log_maxbackup, cfg.audit_log_maxage)
+            .map_err(|e| anyhow::anyhow!("--audit-log-path: {e}"))?;
+        server.set_audit(policy, log);
+    }
+    let signer = authn::Signer::load_or_create(&pki_dir).map_err(|e| anyhow::anyhow!("service account key: {e}"))?;
+    let file = match &cfg.token_auth_file {
+        Some(p) => Some(authn::TokenFile::load(p).map_err(|e| anyhow::anyhow!("--token-auth-file: {e}"))?),
+        None => None,
+    };
+    server.set_tokens(server::Tokens { file, signer: Some(signer) });
     let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone()))];
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));

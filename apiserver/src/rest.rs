@@ -59,6 +59,9 @@ async fn dispatch_verb(server: Arc<Server>, req: Req) -> Result<Response<Body>, 
     if req.info.group == crate::metrics::GROUP {
         return server.metrics(&req).await;
     }
+    if matches!(req.info.group, "authentication.k8s.io" | "authorization.k8s.io") {
+        return server.review(&req).await;
+    }
     if req.path.subresource.is_some() {
         return crate::subresources::dispatch(server, req).await;
     }

@@ -66,6 +66,16 @@ pub struct Server {
     /// Served custom resources.
     crds: RwLock<Arc<CrdTable>>,
     ready: AtomicBool,
+    /// The audit policy and log, when `--audit-log-path` is set.
+    audit: OnceLock<(crate::audit::Policy, crate::audit::AuditLog)>,
+    /// Bearer-token authentication (`--token-auth-file`, ServiceAccount tokens).
+    tokens: OnceLock<Tokens>,
+}
+
+/// What bearer tokens can authenticate as.
+pub struct Tokens {
+    pub file: Option<crate::authn::TokenFile>,
+    pub signer: Option<crate::authn::Signer>,
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {
@@ -92,7 +102,47 @@ impl Server {
             docs: RwLock::default(),
             crds: RwLock::default(),
             ready: AtomicBool::new(false),
+            audit: OnceLock::new(),
+            tokens: OnceLock::new(),
         })
+    }
+
+    /// Start writing audit events.
+    pub fn set_audit(&self, policy: crate::audit::Policy, log: crate::audit::AuditLog) {
+        let _ = self.audit.set((policy, log));
+    }
+
+    /// Accept bearer tokens.
+    pub fn set_tokens(&self, tokens: Tokens) {
+        let _ = self.tokens.set(tokens);
+    }
+
+    pub fn tokens(&self) -> Option<&Tokens> {
+        self.tokens.get()
+    }
+
+    /// Who a bearer token names (TokenReview).
+    pub(crate) async fn authenticate_bearer(&self, token: &str) -> Option<User> {
+        self.authenticate_token(token).await
+    }
+
+    /// Who a bearer token names: a static token, or a valid ServiceAccount
+    /// token whose ServiceAccount still exists with the same uid.
+    async fn authenticate_token(&self, token: &str) -> Option<User> {
+        let t = self.tokens.get()?;
+        if let Some(u) = t.file.as_ref().and_then(|f| f.authenticate(token)) {
+            return Some(u);
+        }
+        let claims = t.signer.as_ref()?.verify(token, &[]).ok()?;
+        let key = format!("/registry/serviceaccounts/{}/{}", claims.namespace, claims.service_account.name);
+        let kv = self.store.get(&key).await.ok()??;
+        let sa: Value = serde_json::from_slice(&kv.value).ok()?;
+        if !claims.service_account.uid.is_empty()
+            && sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.service_account.uid.as_str())
+        {
+            return None;
+        }
+        Some(claims.user())
     }
 
     fn docs(&self) -> Arc<Docs> {
@@ -165,10 +215,23 @@ impl Server {
         let path = parts.uri.path().to_string();
         let route = route(&path);
         let public = matches!(&route, Route::NonResource(p) if is_public(p));
+        let mut user = user;
+        if user.is_none()
+            && let Some(token) = parts
+                .headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        {
+            user = self.authenticate_token(token.trim()).await;
+        }
         // Credentials we cannot verify fail authentication, even on public paths.
         let bad_credentials = user.is_none() && parts.headers.contains_key(header::AUTHORIZATION);
+        let audit = self.audit.get().map(|_| crate::audit_attrs(&parts, &route, user.as_ref()));
         if bad_credentials || (user.is_none() && !public) {
-            return http::error(&ApiError::unauthorized());
+            let resp = http::error(&ApiError::unauthorized());
+            self.audit_event(audit, resp.status().as_u16(), None);
+            return resp;
         }
         let result = match route {
             Route::NonResource(p) => self.non_resource(&p, &parts),
@@ -177,11 +240,41 @@ impl Server {
             Route::Group(g) => self.group_doc(&g),
             Route::GroupVersion(g, v) => self.group_version_doc(&g, &v),
             Route::Resource(rp) => match http::read_body(body).await {
-                Ok(bytes) => self.clone().resource(rp, parts, bytes, user.unwrap_or_else(User::admin)).await,
+                Ok(bytes) => {
+                    let request_obj = audit.as_ref().and_then(|_| serde_json::from_slice::<Value>(&bytes).ok());
+                    let resp = self.clone().resource(rp, parts, bytes, user.unwrap_or_else(User::admin)).await;
+                    let code = match &resp {
+                        Ok(r) => r.status().as_u16(),
+                        Err(e) => e.code,
+                    };
+                    self.audit_event(audit, code, request_obj.as_ref());
+                    return resp.unwrap_or_else(|e| http::error(&e));
+                }
                 Err(e) => Err(e),
             },
         };
-        result.unwrap_or_else(|e| http::error(&e))
+        let resp = result.unwrap_or_else(|e| http::error(&e));
+        self.audit_event(audit, resp.status().as_u16(), None);
+        resp
+    }
+
+    /// Write the ResponseComplete event of a request, at the policy's level.
+    fn audit_event(&self, attrs: Option<crate::audit::RequestAttrs>, code: u16, request_obj: Option<&Value>) {
+        let (Some((policy, log)), Some(attrs)) = (self.audit.get(), attrs) else { return };
+        let decision = policy.evaluate(&attrs);
+        if decision.level == crate::audit::Level::None || !decision.records(crate::audit::Stage::ResponseComplete) {
+            return;
+        }
+        let req = request_obj
+            .map(|o| if decision.omit_managed_fields { crate::audit::omit_managed_fields(o) } else { o.clone() });
+        log.log(crate::audit::event(
+            decision.level,
+            crate::audit::Stage::ResponseComplete,
+            &attrs,
+            code,
+            req.as_ref(),
+            None,
+        ));
     }
 
     fn non_resource(&self, path: &str, parts: &Parts) -> Result<Response<Body>, ApiError> {
@@ -198,6 +291,18 @@ impl Server {
                 } else {
                     Ok(http::text(StatusCode::SERVICE_UNAVAILABLE, "[-]bootstrap not finished\nreadyz check failed"))
                 }
+            }
+            "/.well-known/openid-configuration" | "/openid/v1/jwks" => {
+                let signer = self.tokens().and_then(|t| t.signer.as_ref()).ok_or_else(not_found_path)?;
+                let doc = if p == "/openid/v1/jwks" {
+                    crate::authn::jwks(signer)
+                } else {
+                    let issuer = signer.issuer().to_string();
+                    let jwks_uri = crate::authn::discovery::default_jwks_uri(&issuer)
+                        .unwrap_or_else(|| format!("{issuer}/openid/v1/jwks"));
+                    crate::authn::openid_configuration(&issuer, &jwks_uri, signer)
+                };
+                Ok(http::json(StatusCode::OK, &doc))
             }
             "/openapi/v2" => {
                 if accepts_only_protobuf(parts) {
@@ -417,8 +522,10 @@ fn to_bytes(v: &Value) -> Bytes {
 /// Paths anyone may read (upstream's `system:public-info-viewer`).
 fn is_public(path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    matches!(p, "/healthz" | "/livez" | "/readyz" | "/version")
-        || p.starts_with("/healthz/")
+    matches!(
+        p,
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/.well-known/openid-configuration" | "/openid/v1/jwks"
+    ) || p.starts_with("/healthz/")
         || p.starts_with("/livez/")
         || p.starts_with("/readyz/")
 }

@@ -38,6 +38,7 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
         }
         ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req).await,
         ("eviction", Verb::Create) => evict(&server, &req).await,
+        ("token", Verb::Create) => server.token_request(&req).await,
         ("binding", Verb::Create) => bind(&server, &req, req.name(), req.query.dry_run()?).await,
         ("finalize", Verb::Update) => {
             let body = decode_body(&req)?;

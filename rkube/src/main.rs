@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the control plane: apiserver, controller manager, scheduler (and simulated nodes).
-    Server(ServerArgs),
+    Server(Box<ServerArgs>),
     /// Run the controllers against an apiserver.
     ControllerManager(ControllerManagerArgs),
     /// Run the scheduler against an apiserver.
@@ -190,6 +190,27 @@ struct ServerArgs {
     /// How often old revisions are compacted (e.g. 5m, 30s; 0 disables).
     #[arg(long, default_value = "5m", value_parser = parse_duration)]
     etcd_compaction_interval: Duration,
+    /// EncryptionConfiguration: encrypt these resources (e.g. secrets) at rest.
+    #[arg(long)]
+    encryption_provider_config: Option<PathBuf>,
+    /// Write audit events here as JSON lines (`-` for stdout).
+    #[arg(long)]
+    audit_log_path: Option<String>,
+    /// Audit policy (default: everything at Metadata level).
+    #[arg(long)]
+    audit_policy_file: Option<PathBuf>,
+    /// Rotate the audit log at this size (MB).
+    #[arg(long, default_value_t = 100)]
+    audit_log_maxsize: u64,
+    /// Rotated audit logs to keep (0: all).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxbackup: usize,
+    /// Days to keep rotated audit logs (0: forever).
+    #[arg(long, default_value_t = 0)]
+    audit_log_maxage: u64,
+    /// Static bearer tokens (CSV: token,user,uid,"group1,group2").
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
     /// Run only the apiserver: no controllers, no scheduler.
     #[arg(long)]
     apiserver_only: bool,
@@ -240,6 +261,13 @@ async fn main() -> Result<()> {
             cfg.service_node_port_range = a.service_node_port_range;
             cfg.advertise_address = a.advertise_address;
             cfg.etcd_compaction_interval = a.etcd_compaction_interval;
+            cfg.encryption_provider_config = a.encryption_provider_config;
+            cfg.audit_log_path = a.audit_log_path;
+            cfg.audit_policy_file = a.audit_policy_file;
+            cfg.audit_log_maxsize = a.audit_log_maxsize;
+            cfg.audit_log_maxbackup = a.audit_log_maxbackup;
+            cfg.audit_log_maxage = a.audit_log_maxage;
+            cfg.token_auth_file = a.token_auth_file;
             let started = std::time::Instant::now();
             let running = rkube_apiserver::start(cfg).await?;
             tracing::info!(url = %running.url(), elapsed_ms = started.elapsed().as_millis() as u64, "apiserver ready");

@@ -21,6 +21,7 @@ pub mod patch;
 pub mod printers;
 pub mod proto;
 pub mod quantity;
+pub mod rbac;
 pub mod resources;
 pub mod selectors;
 pub mod ssa;

@@ -1,0 +1,68 @@
+//! The review APIs that answer questions instead of storing objects:
+//! SelfSubjectReview (`kubectl auth whoami`), the access reviews
+//! (`kubectl auth can-i`), and TokenReview. Authorization is AlwaysAllow
+//! today (every authenticated user may do everything), so access reviews
+//! answer `allowed: true` with that reason.
+
+use crate::http::{self, Body};
+use crate::rest::{Req, decode_body};
+use crate::server::{Server, not_found_path};
+use ::http::{Response, StatusCode};
+use rkube_registry::ApiError;
+use serde_json::{Value, json};
+
+impl Server {
+    pub(crate) async fn review(&self, req: &Req) -> Result<Response<Body>, ApiError> {
+        if req.verb != crate::request::Verb::Create {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        let mut body = decode_body(req)?;
+        let api_version = req.info.api_version();
+        body["apiVersion"] = json!(api_version);
+        body["kind"] = json!(req.info.kind);
+        match req.info.resource {
+            "selfsubjectreviews" => {
+                body["status"] = json!({"userInfo": {"username": req.user.name, "groups": req.user.groups}});
+            }
+            "selfsubjectaccessreviews" | "subjectaccessreviews" | "localsubjectaccessreviews" => {
+                body["status"] =
+                    json!({"allowed": true, "reason": "AlwaysAllow: every authenticated user may do everything"});
+            }
+            "selfsubjectrulesreviews" => {
+                body["status"] = json!({
+                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                    "incomplete": false,
+                });
+            }
+            "tokenreviews" => {
+                let token = body.pointer("/spec/token").and_then(Value::as_str).unwrap_or("").to_string();
+                let user = self.authenticate_bearer(&token).await;
+                body["status"] = match user {
+                    Some(u) => json!({"authenticated": true, "user": {"username": u.name, "groups": u.groups}}),
+                    None => json!({"authenticated": false, "error": "invalid bearer token"}),
+                };
+            }
+            _ => return Err(not_found_path()),
+        }
+        Ok(http::json(StatusCode::CREATED, &body))
+    }
+
+    /// `serviceaccounts/<name>/token`: a bound, expiring ServiceAccount token (`kubectl create token`).
+    pub(crate) async fn token_request(&self, req: &Req) -> Result<Response<Body>, ApiError> {
+        let ns = req.ns().unwrap_or("");
+        let name = req.name();
+        let sas = rkube_registry::resources::lookup("", "v1", "serviceaccounts").ok_or_else(not_found_path)?;
+        let sa = self.get_object(sas, &req.path, Some(ns), name, &req.query).await?;
+        let uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+        let signer = self
+            .tokens()
+            .and_then(|t| t.signer.as_ref())
+            .ok_or_else(|| ApiError::internal("no service account signing key configured"))?;
+        let body = decode_body(req)?;
+        let out = crate::authn::create_token_request(signer, &body, ns, name, &uid, None, &Default::default())?;
+        Ok(http::json(StatusCode::CREATED, &out))
+    }
+}

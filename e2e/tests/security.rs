@@ -1,0 +1,101 @@
+//! What exists of the security issue so far: bearer tokens (a static token
+//! file and ServiceAccount tokens from `kubectl create token`), whoami and
+//! can-i, Secrets encrypted at rest, and the audit log naming each component.
+
+use rkube_e2e::{Cluster, eventually, ok};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_rkube");
+
+#[test]
+fn tokens_encryption_and_audit() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens.csv");
+    std::fs::write(&tokens, "s3cr3t-token,jane,1001,\"dev,qa\"\n").unwrap();
+    let enc = dir.path().join("encryption.yaml");
+    std::fs::write(
+        &enc,
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n- resources: [secrets]\n  providers:\n  - aesgcm:\n      keys:\n      - name: key1\n        secret: MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=\n  - identity: {}\n",
+    )
+    .unwrap();
+    let audit = dir.path().join("audit.log");
+    let c = Cluster::start(
+        BIN,
+        &[
+            "--sim-nodes",
+            "1",
+            "--token-auth-file",
+            tokens.to_str().unwrap(),
+            "--encryption-provider-config",
+            enc.to_str().unwrap(),
+            "--audit-log-path",
+            audit.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+
+    // whoami with the admin certificate and with a static token
+    let me = ok(c.kubectl(&["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]));
+    assert_eq!(me, "admin");
+    let server = c.url();
+    let ca = c.dir.path().join("pki/ca.crt");
+    let as_token = |token: &str, args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .args(["--kubeconfig=/dev/null", "--server", &server, "--certificate-authority"])
+            .arg(&ca)
+            .args(["--token", token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = as_token(
+        "s3cr3t-token",
+        &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("jane ") && text.contains("dev") && text.contains("system:authenticated"), "{text}");
+    assert!(!as_token("wrong-token", &["get", "ns"]).status.success(), "an unknown token is refused");
+
+    // a ServiceAccount token from `kubectl create token`
+    eventually(Duration::from_secs(20), || c.kubectl(&["get", "sa", "default"]).status.success().then_some(()))
+        .expect("default ServiceAccount");
+    let sa_token = ok(c.kubectl(&["create", "token", "default", "--duration=10m"]));
+    let out = as_token(sa_token.trim(), &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:default");
+    let can = as_token(sa_token.trim(), &["auth", "can-i", "list", "pods"]);
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "yes");
+    // the issuer's keys are published for anyone
+    let jwks = ok(c.kubectl(&["get", "--raw", "/openid/v1/jwks"]));
+    assert!(jwks.contains("\"keys\""), "{jwks}");
+
+    // a Secret's value never reaches the store's files in clear
+    ok(c.kubectl(&["create", "secret", "generic", "vault", "--from-literal=password=unguessable-pa55word"]));
+    assert_eq!(
+        ok(c.kubectl(&["get", "secret", "vault", "-o", "jsonpath={.data.password}"])),
+        "dW5ndWVzc2FibGUtcGE1NXdvcmQ="
+    );
+    let mut found = false;
+    for entry in std::fs::read_dir(c.dir.path().join("db")).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        for needle in [&b"unguessable-pa55word"[..], &b"dW5ndWVzc2FibGUtcGE1NXdvcmQ="[..]] {
+            found |= bytes.windows(needle.len()).any(|w| w == needle);
+        }
+    }
+    assert!(!found, "the secret's value is in the store's files in clear");
+
+    // the audit log names every component by its own identity
+    let users = eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&audit).unwrap_or_default();
+        let users: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|e| e["user"]["username"].as_str().map(str::to_string))
+            .collect();
+        (users.contains("system:kube-scheduler") && users.contains("jane")).then_some(users)
+    })
+    .expect("audit events of the scheduler and of jane");
+    for u in ["admin", "system:serviceaccount:kube-system:replicaset-controller", "system:node:sim-pool"] {
+        assert!(users.contains(u), "no audit event of {u}: {users:?}");
+    }
+}
