@@ -13,6 +13,7 @@
 pub mod admission;
 pub mod audit;
 pub mod authn;
+pub mod authz;
 pub mod bootstrap;
 pub mod crds;
 pub mod encrypted_store;
@@ -118,6 +119,8 @@ pub struct Config {
     pub audit_log_maxage: u64,
     /// `--token-auth-file`: static bearer tokens (upstream's CSV).
     pub token_auth_file: Option<PathBuf>,
+    /// `--authorization-mode`: `AlwaysAllow` (default, as upstream) or `RBAC`.
+    pub authorization_mode: String,
 }
 
 impl Config {
@@ -139,6 +142,7 @@ impl Config {
             audit_log_maxbackup: 0,
             audit_log_maxage: 0,
             token_auth_file: None,
+            authorization_mode: "AlwaysAllow".into(),
         }
     }
 }
@@ -274,6 +278,14 @@ pub async fn start(cfg: Config) -> Result<Running> {
         None => None,
     };
     server.set_tokens(server::Tokens { file, signer: Some(signer) });
+    match cfg.authorization_mode.as_str() {
+        "AlwaysAllow" => {}
+        "RBAC" | "Node,RBAC" | "RBAC,Node" => {
+            server.enable_rbac();
+            server.start_rbac().await?;
+        }
+        other => anyhow::bail!("--authorization-mode {other}: use AlwaysAllow or RBAC"),
+    }
     let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone()))];
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));

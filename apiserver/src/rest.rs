@@ -319,6 +319,8 @@ pub struct WriteOptions {
     /// Problems found in the raw body (duplicate fields) before it was decoded.
     pub body_problems: Vec<String>,
     pub warnings: Arc<Mutex<Vec<String>>>,
+    /// Who writes (None: the apiserver itself); RBAC writes are checked for escalation.
+    pub user: Option<User>,
 }
 
 impl WriteOptions {
@@ -330,6 +332,7 @@ impl WriteOptions {
             validation: Directive::Ignore,
             body_problems: Vec::new(),
             warnings: Default::default(),
+            user: None,
         }
     }
 
@@ -363,6 +366,7 @@ impl WriteOptions {
             validation: Directive::parse_for(q.get("fieldValidation"), options_kind)?,
             body_problems: Vec::new(),
             warnings: Default::default(),
+            user: Some(req.user.clone()),
         })
     }
 
@@ -799,6 +803,11 @@ impl Server {
             };
             ssa::track_update(&self.ssa_schema(info), None, &mut obj, &op);
         }
+        if info.group == "rbac.authorization.k8s.io"
+            && let Some(u) = &opts.user
+        {
+            self.check_rbac_write(u, ns, &obj, info.kind).await?;
+        }
         let mut errs = if custom.is_some() {
             Vec::new()
         } else {
@@ -963,6 +972,14 @@ impl Server {
             crate::services::keep_allocations(info, &mut new, &old);
             if !matches!(change, Change::Apply(..)) {
                 ssa::track_update(&schema, Some(&old), &mut new, &op);
+            }
+            // Roles and bindings whose grants change are checked for escalation.
+            let grants_changed = ["rules", "roleRef", "subjects"].iter().any(|f| new.get(*f) != old.get(*f));
+            if info.group == "rbac.authorization.k8s.io"
+                && grants_changed
+                && let Some(u) = &opts.user
+            {
+                self.check_rbac_write(u, ns, &new, info.kind).await?;
             }
             let mut errs = match (&custom, status_only) {
                 (Some(_), _) => Vec::new(),

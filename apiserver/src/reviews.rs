@@ -6,7 +6,7 @@
 
 use crate::http::{self, Body};
 use crate::rest::{Req, decode_body};
-use crate::server::{Server, not_found_path};
+use crate::server::{Server, User, not_found_path};
 use ::http::{Response, StatusCode};
 use rkube_registry::ApiError;
 use serde_json::{Value, json};
@@ -27,15 +27,59 @@ impl Server {
                 body["status"] = json!({"userInfo": {"username": req.user.name, "groups": req.user.groups}});
             }
             "selfsubjectaccessreviews" | "subjectaccessreviews" | "localsubjectaccessreviews" => {
-                body["status"] =
-                    json!({"allowed": true, "reason": "AlwaysAllow: every authenticated user may do everything"});
+                let who = if req.info.resource == "selfsubjectaccessreviews" {
+                    req.user.clone()
+                } else {
+                    let groups = body
+                        .pointer("/spec/groups")
+                        .and_then(Value::as_array)
+                        .map(|g| g.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                        .unwrap_or_default();
+                    User { name: body.pointer("/spec/user").and_then(Value::as_str).unwrap_or("").to_string(), groups }
+                };
+                let spec = body.get("spec").cloned().unwrap_or(json!({}));
+                let a = match (spec.get("resourceAttributes"), spec.get("nonResourceAttributes")) {
+                    (Some(r), _) => {
+                        let s = |k: &str| r.get(k).and_then(Value::as_str).filter(|v| !v.is_empty());
+                        let ns =
+                            if req.info.resource == "localsubjectaccessreviews" { req.ns() } else { s("namespace") };
+                        crate::authz::resource_attributes(
+                            &who,
+                            s("verb").unwrap_or(""),
+                            ns,
+                            s("group").unwrap_or(""),
+                            s("resource").unwrap_or(""),
+                            s("subresource"),
+                            s("name"),
+                        )
+                    }
+                    (None, Some(n)) => crate::authz::path_attributes(
+                        &who,
+                        n.get("verb").and_then(Value::as_str).unwrap_or(""),
+                        n.get("path").and_then(Value::as_str).unwrap_or(""),
+                    ),
+                    (None, None) => {
+                        return Err(ApiError::bad_request(
+                            "exactly one of resourceAttributes or nonResourceAttributes must be specified",
+                        ));
+                    }
+                };
+                let (allowed, reason) = self.review_access(&a).await;
+                body["status"] = json!({"allowed": allowed, "reason": reason});
             }
             "selfsubjectrulesreviews" => {
-                body["status"] = json!({
-                    "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
-                    "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
-                    "incomplete": false,
-                });
+                let ns = body.pointer("/spec/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+                body["status"] = match self.rbac_policy().await {
+                    Some(p) => {
+                        let (res, non, incomplete) = p.rules_for(&req.user.name, &req.user.groups, &ns);
+                        json!({"resourceRules": res, "nonResourceRules": non, "incomplete": incomplete})
+                    }
+                    None => json!({
+                        "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                        "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                        "incomplete": false,
+                    }),
+                };
             }
             "tokenreviews" => {
                 let token = body.pointer("/spec/token").and_then(Value::as_str).unwrap_or("").to_string();

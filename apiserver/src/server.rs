@@ -70,6 +70,8 @@ pub struct Server {
     audit: OnceLock<(crate::audit::Policy, crate::audit::AuditLog)>,
     /// Bearer-token authentication (`--token-auth-file`, ServiceAccount tokens).
     tokens: OnceLock<Tokens>,
+    /// Set with `--authorization-mode=RBAC`; without it every authenticated user may do everything.
+    rbac: OnceLock<crate::authz::Rbac>,
 }
 
 /// What bearer tokens can authenticate as.
@@ -104,7 +106,17 @@ impl Server {
             ready: AtomicBool::new(false),
             audit: OnceLock::new(),
             tokens: OnceLock::new(),
+            rbac: OnceLock::new(),
         })
+    }
+
+    /// Authorize with RBAC from now on.
+    pub fn enable_rbac(&self) {
+        let _ = self.rbac.set(crate::authz::Rbac::new());
+    }
+
+    pub(crate) fn rbac(&self) -> Option<&crate::authz::Rbac> {
+        self.rbac.get()
     }
 
     /// Start writing audit events.
@@ -232,6 +244,14 @@ impl Server {
             let resp = http::error(&ApiError::unauthorized());
             self.audit_event(audit, resp.status().as_u16(), None);
             return resp;
+        }
+        // Discovery, OpenAPI and the other non-resource paths are authorized by path.
+        if let (Some(u), false, false) = (&user, public, matches!(route, Route::Resource(_))) {
+            let a = crate::authz::path_attributes(u, &parts.method.as_str().to_ascii_lowercase(), &path);
+            if let Err(e) = self.authorize(&a).await {
+                self.audit_event(audit, e.code, None);
+                return http::error(&e);
+            }
         }
         let result = match route {
             Route::NonResource(p) => self.non_resource(&p, &parts),
@@ -505,6 +525,16 @@ impl Server {
         if info.namespaced && rp.namespace.is_none() && !matches!(verb, Verb::List | Verb::Watch) {
             return Err(not_found_path());
         }
+        let a = crate::authz::resource_attributes(
+            &user,
+            verb.as_str(),
+            rp.namespace.as_deref(),
+            &rp.group,
+            &rp.resource,
+            rp.subresource.as_deref(),
+            rp.name.as_deref(),
+        );
+        self.authorize(&a).await?;
         let req = crate::rest::Req { info, path: rp, query, parts, body, user, verb };
         if !info.verbs.contains(&verb.as_str()) && req.path.subresource.is_none() {
             return Err(ApiError::method_not_allowed(

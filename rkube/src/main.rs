@@ -211,6 +211,9 @@ struct ServerArgs {
     /// Static bearer tokens (CSV: token,user,uid,"group1,group2").
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
+    /// `AlwaysAllow` (every authenticated user may do everything) or `RBAC`.
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
     /// Run only the apiserver: no controllers, no scheduler.
     #[arg(long)]
     apiserver_only: bool,
@@ -268,6 +271,7 @@ async fn main() -> Result<()> {
             cfg.audit_log_maxbackup = a.audit_log_maxbackup;
             cfg.audit_log_maxage = a.audit_log_maxage;
             cfg.token_auth_file = a.token_auth_file;
+            cfg.authorization_mode = a.authorization_mode;
             let started = std::time::Instant::now();
             let running = rkube_apiserver::start(cfg).await?;
             tracing::info!(url = %running.url(), elapsed_ms = started.elapsed().as_millis() as u64, "apiserver ready");
