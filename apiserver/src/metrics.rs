@@ -22,37 +22,27 @@ pub const CPU_ANNOTATION: &str = "sim.rkube.io/cpu-usage";
 pub const MEMORY_ANNOTATION: &str = "sim.rkube.io/memory-usage";
 const VERBS: &[&str] = &["get", "list"];
 
-static NODES: ResourceInfo = ResourceInfo {
-    group: GROUP,
-    version: "v1beta1",
-    resource: "nodes",
-    kind: "NodeMetrics",
-    singular: "",
-    namespaced: false,
-    short_names: &[],
-    categories: &[],
-    verbs: VERBS,
-    subresources: &[],
-    storage_group: "",
-    storage_resource: "",
-    storage_version: "",
-};
+/// A read-only metrics resource (no storage of its own).
+const fn metrics_resource(resource: &'static str, kind: &'static str, namespaced: bool) -> ResourceInfo {
+    ResourceInfo {
+        group: GROUP,
+        version: "v1beta1",
+        resource,
+        kind,
+        singular: "",
+        namespaced,
+        short_names: &[],
+        categories: &[],
+        verbs: VERBS,
+        subresources: &[],
+        storage_group: "",
+        storage_resource: "",
+        storage_version: "",
+    }
+}
 
-static PODS: ResourceInfo = ResourceInfo {
-    group: GROUP,
-    version: "v1beta1",
-    resource: "pods",
-    kind: "PodMetrics",
-    singular: "",
-    namespaced: true,
-    short_names: &[],
-    categories: &[],
-    verbs: VERBS,
-    subresources: &[],
-    storage_group: "",
-    storage_resource: "",
-    storage_version: "",
-};
+static NODES: ResourceInfo = metrics_resource("nodes", "NodeMetrics", false);
+static PODS: ResourceInfo = metrics_resource("pods", "PodMetrics", true);
 
 /// The resources of the metrics API, for discovery and routing.
 pub fn resources() -> [&'static ResourceInfo; 2] {

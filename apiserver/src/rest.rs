@@ -794,13 +794,7 @@ impl Server {
         if track {
             let now = objects::now_rfc3339();
             let api_version = info.api_version();
-            let op = ssa::Operation {
-                manager: &opts.manager,
-                api_version: &api_version,
-                subresource: None,
-                now: &now,
-                reset_fields: reset_fields(info, false),
-            };
+            let op = operation(opts, &api_version, &now, info, false);
             ssa::track_update(&self.ssa_schema(info), None, &mut obj, &op);
         }
         if info.group == "rbac.authorization.k8s.io"
@@ -868,13 +862,7 @@ impl Server {
             };
             let old = to_served(info, decode_stored(&kv)?)?;
             let now = objects::now_rfc3339();
-            let op = ssa::Operation {
-                manager: &opts.manager,
-                api_version: &api_version,
-                subresource: status_only.then_some("status"),
-                now: &now,
-                reset_fields: reset_fields(info, status_only),
-            };
+            let op = operation(opts, &api_version, &now, info, status_only);
             let mut new = match &change {
                 Change::Replace(v) => v.clone(),
                 Change::Apply(v, force) => {
@@ -1080,13 +1068,7 @@ impl Server {
                 check_apply_target(info, applied, name)?;
                 let now = objects::now_rfc3339();
                 let api_version = info.api_version();
-                let op = ssa::Operation {
-                    manager: &opts.manager,
-                    api_version: &api_version,
-                    subresource: None,
-                    now: &now,
-                    reset_fields: reset_fields(info, false),
-                };
+                let op = operation(opts, &api_version, &now, info, false);
                 let mut obj = ssa::apply(&self.ssa_schema(info), None, applied, &op, *force)?;
                 if let (true, Some(ns)) = (info.namespaced, ns) {
                     objects::meta_mut(&mut obj).insert("namespace".into(), json!(ns));
@@ -1291,6 +1273,23 @@ impl Server {
             "items": items,
         });
         Ok(http::json(StatusCode::OK, &list))
+    }
+}
+
+/// The managedFields view of a write: who, in which version, through which endpoint.
+fn operation<'a>(
+    opts: &'a WriteOptions,
+    api_version: &'a str,
+    now: &'a str,
+    info: &ResourceInfo,
+    status_only: bool,
+) -> ssa::Operation<'a> {
+    ssa::Operation {
+        manager: &opts.manager,
+        api_version,
+        subresource: status_only.then_some("status"),
+        now,
+        reset_fields: reset_fields(info, status_only),
     }
 }
 
