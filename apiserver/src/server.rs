@@ -133,6 +133,35 @@ impl Server {
         self.tokens.get()
     }
 
+    /// The user a request impersonates, if its real user may impersonate
+    /// that user (and those groups), as upstream's impersonation filter.
+    async fn impersonate(&self, real: &User, headers: &::http::HeaderMap) -> Result<User, ApiError> {
+        let name = headers.get("impersonate-user").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+        let groups: Vec<String> =
+            headers.get_all("impersonate-group").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
+        let sa = name.strip_prefix("system:serviceaccount:").and_then(|r| r.split_once(':'));
+        let check = |resource: &str, ns: Option<&str>, n: &str| {
+            crate::authz::resource_attributes(real, "impersonate", ns, "", resource, None, Some(n))
+        };
+        let target = match sa {
+            Some((ns, sa_name)) => check("serviceaccounts", Some(ns), sa_name),
+            None => check("users", None, &name),
+        };
+        self.authorize(&target).await?;
+        for g in &groups {
+            self.authorize(&check("groups", None, g)).await?;
+        }
+        let mut all = groups;
+        if let Some((ns, _)) = sa {
+            all.push("system:serviceaccounts".into());
+            all.push(format!("system:serviceaccounts:{ns}"));
+        }
+        if name != "system:anonymous" && !all.iter().any(|g| g == "system:authenticated") {
+            all.push("system:authenticated".into());
+        }
+        Ok(User { name, groups: all })
+    }
+
     /// Who a bearer token names (TokenReview).
     pub(crate) async fn authenticate_bearer(&self, token: &str) -> Option<User> {
         self.authenticate_token(token).await
@@ -236,6 +265,15 @@ impl Server {
                 .and_then(|v| v.strip_prefix("Bearer "))
         {
             user = self.authenticate_token(token.trim()).await;
+        }
+        // Impersonation (`kubectl --as`, `--as-group`): allowed by the `impersonate` verb.
+        if let Some(u) = &user
+            && parts.headers.contains_key("impersonate-user")
+        {
+            match self.impersonate(u, &parts.headers).await {
+                Ok(as_user) => user = Some(as_user),
+                Err(e) => return http::error(&e),
+            }
         }
         // Credentials we cannot verify fail authentication, even on public paths.
         let bad_credentials = user.is_none() && parts.headers.contains_key(header::AUTHORIZATION);

@@ -37,6 +37,20 @@ pub async fn dispatch(server: Arc<Server>, req: Req) -> Result<Response<Body>, A
             Ok(http::json(StatusCode::OK, &to_scale(&scale_paths(&server, req.info), &obj)))
         }
         ("scale", Verb::Update | Verb::Patch) => scale_update(&server, &req).await,
+        ("approval", Verb::Update) => {
+            // CSR approval: only the Approved/Denied conditions change.
+            let body = decode_body(&req)?;
+            let mut new = server.get_object(req.info, &req.path, None, req.name(), &req.query).await?;
+            new["status"]["conditions"] = body.pointer("/status/conditions").cloned().unwrap_or(json!([]));
+            if let Some(rv) = meta_str(&body, "resourceVersion") {
+                objects::meta_mut(&mut new).insert("resourceVersion".into(), json!(rv));
+            }
+            let opts = WriteOptions::from_req(&req, "UpdateOptions")?;
+            let status_path = crate::request::ResourcePath { subresource: Some("status".into()), ..req.path.clone() };
+            let obj =
+                server.update_object(req.info, &status_path, None, req.name(), Change::Replace(new), &opts).await?;
+            Ok(respond_object(&server, req.info, StatusCode::OK, &obj, repr, &req.query))
+        }
         ("eviction", Verb::Create) => evict(&server, &req).await,
         ("token", Verb::Create) => server.token_request(&req).await,
         ("binding", Verb::Create) => bind(&server, &req, req.name(), req.query.dry_run()?).await,

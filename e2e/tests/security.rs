@@ -162,6 +162,23 @@ fn rbac_decides_who_can_do_what() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&out.stderr));
+    // impersonation: the admin may act as jane (and is then refused as jane); eddie may not impersonate
+    let out = c.kubectl(&["get", "pods", "--as=jane"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("User \"jane\" cannot list resource \"pods\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ok(c.kubectl(&["auth", "whoami", "--as=jane", "--as-group=dev", "-o", "jsonpath={.status.userInfo.username}"])),
+        "jane"
+    );
+    let out = run(Some("eddie-token"), &["get", "pods", "--as=jane"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot impersonate"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // a ServiceAccount token gets what its bindings grant: nothing, then view
     let sa_token = ok(c.kubectl(&["create", "token", "default"]));
     assert!(!run(Some(sa_token.trim()), &["get", "configmaps"]).status.success());
