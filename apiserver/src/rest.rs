@@ -802,6 +802,10 @@ impl Server {
         {
             self.check_rbac_write(u, ns, &obj, info.kind).await?;
         }
+        if let Some(ns) = ns {
+            self.pod_security(info, ns, &name, &obj, opts).await?;
+            self.limits_and_quota(info, ns, &mut obj, dry_run).await?;
+        }
         let mut errs = if custom.is_some() {
             Vec::new()
         } else {
@@ -1092,6 +1096,95 @@ impl Server {
             Some(cr) => cr.ssa_schema(),
             None => ssa::schema_for(info.group, info.version, info.kind),
         }
+    }
+
+    /// LimitRanger (pod defaults and bounds) and ResourceQuota (403 when a
+    /// quota would be exceeded; usage recorded in the quota's status first).
+    async fn limits_and_quota(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        obj: &mut Value,
+        dry_run: bool,
+    ) -> Result<(), ApiError> {
+        let rev = self.store.current_revision().await.map_err(store_error)?;
+        let list = |resource: &'static str| async move {
+            self.cache
+                .list(&format!("/registry/{resource}/{ns}/"), rev)
+                .await
+                .map(|(objs, _)| objs.iter().map(|o| (*o.object).clone()).collect::<Vec<Value>>())
+                .unwrap_or_default()
+        };
+        if info.group.is_empty() && info.resource == "pods" {
+            let ranges = list("limitranges").await;
+            if !ranges.is_empty() {
+                rkube_registry::quota::apply_limit_ranges(&ranges, obj)?;
+            }
+        }
+        let quotas = list("resourcequotas").await;
+        if quotas.is_empty() {
+            return Ok(());
+        }
+        let updates = rkube_registry::quota::admit(&quotas, info.group, info.resource, obj, None)?;
+        if dry_run {
+            return Ok(());
+        }
+        let rq =
+            rkube_registry::resources::lookup("", "v1", "resourcequotas").ok_or_else(crate::server::not_found_path)?;
+        let path = ResourcePath { subresource: Some("status".into()), ..Default::default() };
+        for (name, used) in updates {
+            if let Some(q) = quotas.iter().find(|q| objects::name(q) == name) {
+                let mut q = q.clone();
+                q["status"]["used"] = rkube_registry::quota::resource_list_to_value(&used);
+                let w = WriteOptions::internal("resourcequota-admission");
+                // A conflicting write means the quota moved on: the request must be tried again.
+                self.update_object(rq, &path, Some(ns), &name, Change::Replace(q), &w).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pod Security admission: the namespace's `pod-security.kubernetes.io/*`
+    /// labels enforce a level on pods (403) and warn on pods and workloads.
+    async fn pod_security(
+        &self,
+        info: &ResourceInfo,
+        ns: &str,
+        name: &str,
+        obj: &Value,
+        opts: &WriteOptions,
+    ) -> Result<(), ApiError> {
+        use rkube_registry::podsecurity::{self, Level};
+        let is_pod = info.group.is_empty() && info.resource == "pods";
+        let (meta, spec) = if is_pod {
+            (obj.get("metadata").unwrap_or(&Value::Null), obj.get("spec").unwrap_or(&Value::Null))
+        } else {
+            match podsecurity::pod_template_spec(obj) {
+                Some(t) => t,
+                None => return Ok(()),
+            }
+        };
+        let Some(kv) = self.store.get(&format!("/registry/namespaces/{ns}")).await.map_err(store_error)? else {
+            return Ok(());
+        };
+        let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+        let policy = podsecurity::policy_from_labels(nsobj.pointer("/metadata/labels").and_then(Value::as_object));
+        if policy.enforce != Level::Privileged {
+            let failures = podsecurity::check(policy.enforce, meta, spec);
+            if !failures.is_empty() {
+                if is_pod {
+                    return Err(podsecurity::forbidden_error(name, policy.enforce, &policy.enforce_version, &failures));
+                }
+                opts.warn([podsecurity::warning_message_versioned(policy.enforce, &policy.enforce_version, &failures)]);
+            }
+        }
+        if policy.warn != Level::Privileged && policy.warn != policy.enforce {
+            let failures = podsecurity::check(policy.warn, meta, spec);
+            if !failures.is_empty() {
+                opts.warn([podsecurity::warning_message_versioned(policy.warn, &policy.warn_version, &failures)]);
+            }
+        }
+        Ok(())
     }
 
     /// A meta.k8s.io Table of objects: upstream's printers for built-in kinds, the

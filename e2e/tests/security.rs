@@ -189,3 +189,44 @@ fn rbac_decides_who_can_do_what() {
     assert!(viewed.is_some(), "view lets the ServiceAccount read configmaps");
     assert!(!run(Some(sa_token.trim()), &["create", "configmap", "x"]).status.success(), "view cannot write");
 }
+
+/// Admission: Pod Security levels on namespaces, and ResourceQuota.
+#[test]
+fn pod_security_and_quota_admission() {
+    let c = Cluster::start(BIN, &["--sim-nodes", "1"]).unwrap();
+    ok(c.kubectl(&["create", "namespace", "locked"]));
+    ok(c.kubectl(&["label", "namespace", "locked", "pod-security.kubernetes.io/enforce=restricted"]));
+    let privileged = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: root\n  namespace: locked\nspec:\n  containers:\n  - name: c\n    image: busybox\n    securityContext: {privileged: true}\n";
+    let out = c.kubectl_with("kubectl", &["create", "-f", "-"], Some(privileged));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pods \"root\" is forbidden: violates PodSecurity \"restricted:latest\": privileged (container \"c\" must not set securityContext.privileged=true)"),
+        "{err}"
+    );
+    // a deployment with the same template is admitted with a warning
+    let out = c.kubectl(&["create", "deployment", "d", "--image=busybox", "-n", "locked"]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("would violate PodSecurity \"restricted:latest\""),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // a quota of two pods refuses the third
+    ok(c.kubectl(&["create", "namespace", "small"]));
+    ok(c.kubectl(&["create", "quota", "tiny", "--hard=pods=2", "-n", "small"]));
+    let filled = eventually(Duration::from_secs(10), || {
+        let out = c.kubectl(&["get", "quota", "tiny", "-n", "small", "-o", "jsonpath={.status.hard.pods}"]);
+        (String::from_utf8_lossy(&out.stdout) == "2").then_some(())
+    });
+    assert!(filled.is_some(), "the quota controller fills status");
+    ok(c.kubectl(&["run", "a", "--image=busybox", "-n", "small"]));
+    ok(c.kubectl(&["run", "b", "--image=busybox", "-n", "small"]));
+    let out = c.kubectl(&["run", "c", "--image=busybox", "-n", "small"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exceeded quota: tiny, requested: pods=1, used: pods=2, limited: pods=2"), "{err}");
+    let desc = ok(c.kubectl(&["describe", "quota", "tiny", "-n", "small"]));
+    assert!(desc.contains("pods") && desc.contains("2"), "{desc}");
+}

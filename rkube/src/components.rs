@@ -184,6 +184,12 @@ pub fn start_controllers(
         let lp = rkube_controller_localpath::Config { root: cfg.local_path_root.clone(), ..Default::default() };
         tasks.push(supervise("local-path-provisioner", move || rkube_controller_localpath::run(c.clone(), lp.clone())));
     }
+    if on("resourcequota-controller") {
+        let c = client_for("resourcequota-controller");
+        tasks.push(supervise("resourcequota-controller", move || {
+            rkube_controller_resourcequota::run(c.clone(), Default::default())
+        }));
+    }
     if on("node-ipam-controller") {
         let c = client_for("node-ipam-controller");
         let ipam = rkube_controller_nodeipam::Config {
