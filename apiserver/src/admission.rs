@@ -26,8 +26,62 @@ pub fn reset_status_on_create(info: &ResourceInfo, obj: &mut Value) {
 pub fn prepare_create(info: &ResourceInfo, obj: &mut Value) {
     match (info.group, info.resource) {
         ("batch", "jobs") => rkube_registry::defaults::job_generate_selector(obj),
-        ("", "pods") => default_toleration_seconds(obj),
+        ("", "pods") => {
+            default_toleration_seconds(obj);
+            service_account(obj);
+        }
         _ => {}
+    }
+}
+
+/// Upstream's ServiceAccount admission: a pod runs as `default` unless it
+/// names a ServiceAccount, and gets the projected `kube-api-access-*` volume
+/// (a bound token, the cluster CA, the namespace) mounted where client
+/// libraries look, unless `automountServiceAccountToken: false`.
+pub fn service_account(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let sa = spec
+        .get("serviceAccountName")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default")
+        .to_string();
+    spec.insert("serviceAccountName".into(), json!(sa));
+    spec.insert("serviceAccount".into(), json!(sa));
+    if spec.get("automountServiceAccountToken") == Some(&json!(false)) {
+        return;
+    }
+    const MOUNT: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+    let already = |c: &Value| {
+        c.get("volumeMounts").and_then(Value::as_array).is_some_and(|m| m.iter().any(|m| m["mountPath"] == MOUNT))
+    };
+    let name = format!("kube-api-access-{}", &crate::objects::generate_name("")[..5]);
+    let mut mounted = false;
+    for key in ["initContainers", "containers"] {
+        if let Some(cs) = spec.get_mut(key).and_then(Value::as_array_mut) {
+            for c in cs.iter_mut().filter(|c| !already(c)) {
+                let m = json!({"name": name, "readOnly": true, "mountPath": MOUNT});
+                match c.get_mut("volumeMounts").and_then(Value::as_array_mut) {
+                    Some(list) => list.push(m),
+                    None => c["volumeMounts"] = json!([m]),
+                }
+                mounted = true;
+            }
+        }
+    }
+    if !mounted {
+        return;
+    }
+    let volume = json!({"name": name, "projected": {"defaultMode": 420, "sources": [
+        {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+        {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+        {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+    ]}});
+    match spec.get_mut("volumes").and_then(Value::as_array_mut) {
+        Some(v) => v.push(volume),
+        None => {
+            spec.insert("volumes".into(), json!([volume]));
+        }
     }
 }
 
@@ -71,6 +125,20 @@ pub fn graceful_period(info: &ResourceInfo, obj: &Value, requested: Option<i64>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_get_the_service_account_volume() {
+        let mut pod = json!({"spec": {"containers": [{"name": "a"}, {"name": "b", "volumeMounts": [{"name": "x", "mountPath": "/x"}]}]}});
+        service_account(&mut pod);
+        assert_eq!(pod["spec"]["serviceAccountName"], "default");
+        let vol = pod["spec"]["volumes"][0]["name"].as_str().unwrap().to_string();
+        assert!(vol.starts_with("kube-api-access-"));
+        assert_eq!(pod["spec"]["containers"][1]["volumeMounts"][1]["name"], vol);
+        let mut off = json!({"spec": {"automountServiceAccountToken": false, "serviceAccountName": "web", "containers": [{"name": "a"}]}});
+        service_account(&mut off);
+        assert!(off["spec"].get("volumes").is_none());
+        assert_eq!(off["spec"]["serviceAccount"], "web");
+    }
 
     #[test]
     fn default_tolerations_are_added_once() {

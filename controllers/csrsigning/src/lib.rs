@@ -202,3 +202,32 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         .await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn csr(signer: &str, conds: &[(&str, &str)], cert: bool) -> CertificateSigningRequest {
+        let mut v = serde_json::json!({"metadata": {"name": "c"},
+            "spec": {"request": "", "signerName": signer, "usages": ["client auth"]}});
+        let conds: Vec<_> = conds.iter().map(|(t, s)| serde_json::json!({"type": t, "status": s})).collect();
+        v["status"] = serde_json::json!({"conditions": conds});
+        if cert {
+            v["status"]["certificate"] = serde_json::json!("Y2VydA==");
+        }
+        serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn only_approved_unfailed_unsigned_client_csrs_are_signed() {
+        let s = KUBE_APISERVER_CLIENT_SIGNER;
+        assert!(needs_signing(&csr(s, &[("Approved", "True")], false)));
+        assert!(!needs_signing(&csr(s, &[], false)));
+        assert!(!needs_signing(&csr(s, &[("Approved", "True"), ("Denied", "True")], false)));
+        assert!(!needs_signing(&csr(s, &[("Approved", "True"), ("Failed", "True")], false)));
+        assert!(needs_signing(&csr(s, &[("Approved", "True"), ("Failed", "False")], false)));
+        assert!(!needs_signing(&csr(s, &[("Approved", "True")], true)));
+        assert!(!needs_signing(&csr("kubernetes.io/kubelet-serving", &[("Approved", "True")], false)));
+        assert!(!needs_signing(&csr("example.com/other", &[("Approved", "True")], false)));
+    }
+}
