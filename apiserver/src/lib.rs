@@ -153,6 +153,8 @@ pub struct Running {
     pub kubeconfig: PathBuf,
     /// The cluster CA certificate (PEM), for the kube-root-ca.crt ConfigMaps.
     pub ca_pem: String,
+    /// The cluster CA key (PEM), for the CSR signer.
+    pub ca_key_pem: String,
     pub server: Arc<Server>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -290,5 +292,5 @@ pub async fn start(cfg: Config) -> Result<Running> {
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));
     }
-    Ok(Running { addr, kubeconfig, ca_pem: pki.ca_cert_pem.clone(), server, tasks })
+    Ok(Running { addr, kubeconfig, ca_pem: pki.ca_cert_pem.clone(), ca_key_pem: pki.ca_key_pem.clone(), server, tasks })
 }

@@ -230,3 +230,60 @@ fn pod_security_and_quota_admission() {
     let desc = ok(c.kubectl(&["describe", "quota", "tiny", "-n", "small"]));
     assert!(desc.contains("pods") && desc.contains("2"), "{desc}");
 }
+
+/// A new user's client certificate through a CertificateSigningRequest and
+/// `kubectl certificate approve`, without touching the CA files.
+#[test]
+fn csr_approval_issues_a_client_certificate() {
+    let c = Cluster::start(BIN, &[]).unwrap();
+    let dir = c.dir.path();
+    let key = dir.join("carol.key");
+    let csr = dir.join("carol.csr");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            "/O=dev/CN=carol",
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success());
+    use base64::Engine;
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
+    let obj = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: carol\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
+    );
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&obj)));
+    ok(c.kubectl(&["certificate", "approve", "carol"]));
+    let cert = eventually(Duration::from_secs(20), || {
+        let out = c.kubectl(&["get", "csr", "carol", "-o", "jsonpath={.status.certificate}"]);
+        let s = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!s.is_empty()).then_some(s)
+    })
+    .expect("the signer issues the certificate");
+    let cert_path = dir.join("carol.crt");
+    std::fs::write(&cert_path, base64::engine::general_purpose::STANDARD.decode(cert).unwrap()).unwrap();
+    let out = std::process::Command::new("kubectl")
+        .args(["--kubeconfig=/dev/null", "--server", &c.url(), "--certificate-authority"])
+        .arg(dir.join("pki/ca.crt"))
+        .arg("--client-certificate")
+        .arg(&cert_path)
+        .arg("--client-key")
+        .arg(&key)
+        .args(["auth", "whoami", "-o", "jsonpath={.status.userInfo.username} {.status.userInfo.groups}"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("carol ") && text.contains("dev"), "{text} {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -54,6 +54,8 @@ pub struct ControllerManagerConfig {
     pub hpa_tolerance: f64,
     /// Where the local-path provisioner keeps volumes (`<root>/storage/<claim-uid>`).
     pub local_path_root: std::path::PathBuf,
+    /// The CA (certificate, key) that signs approved client CSRs.
+    pub cluster_signing: Option<(String, String)>,
 }
 
 impl Default for ControllerManagerConfig {
@@ -70,6 +72,7 @@ impl Default for ControllerManagerConfig {
             hpa_downscale_stabilization: Duration::from_secs(300),
             hpa_tolerance: 0.1,
             local_path_root: std::path::PathBuf::from("/var/lib/rkube"),
+            cluster_signing: None,
         }
     }
 }
@@ -189,6 +192,18 @@ pub fn start_controllers(
         tasks.push(supervise("resourcequota-controller", move || {
             rkube_controller_resourcequota::run(c.clone(), Default::default())
         }));
+    }
+    if on("csrsigning-controller")
+        && let Some((cert, key)) = &cfg.cluster_signing
+    {
+        let c = client_for("certificate-controller");
+        let csr = rkube_controller_csrsigning::Config {
+            ca_cert_pem: cert.clone(),
+            ca_key_pem: key.clone(),
+            ..Default::default()
+        };
+        tasks
+            .push(supervise("csrsigning-controller", move || rkube_controller_csrsigning::run(c.clone(), csr.clone())));
     }
     if on("node-ipam-controller") {
         let c = client_for("node-ipam-controller");

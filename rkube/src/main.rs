@@ -133,6 +133,12 @@ struct ControllerFlags {
     /// Where the local-path provisioner keeps volumes (`server` uses its data dir).
     #[arg(long)]
     local_path_root: Option<PathBuf>,
+    /// CA certificate that signs approved client CSRs (`server` uses its own CA).
+    #[arg(long)]
+    cluster_signing_cert_file: Option<PathBuf>,
+    /// Key of that CA.
+    #[arg(long)]
+    cluster_signing_key_file: Option<PathBuf>,
 }
 
 impl ControllerFlags {
@@ -149,6 +155,10 @@ impl ControllerFlags {
             hpa_downscale_stabilization: self.horizontal_pod_autoscaler_downscale_stabilization,
             hpa_tolerance: self.horizontal_pod_autoscaler_tolerance,
             local_path_root: self.local_path_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/rkube")),
+            cluster_signing: match (&self.cluster_signing_cert_file, &self.cluster_signing_key_file) {
+                (Some(c), Some(k)) => std::fs::read_to_string(c).ok().zip(std::fs::read_to_string(k).ok()),
+                _ => None,
+            },
         }
     }
 }
@@ -287,6 +297,7 @@ async fn main() -> Result<()> {
                 if a.controller_flags.local_path_root.is_none() {
                     cm.local_path_root = data_dir.clone();
                 }
+                cm.cluster_signing = Some((running.ca_pem.clone(), running.ca_key_pem.clone()));
                 tasks.extend(components::start_controllers(&cm, client_for));
                 let sched = in_process_client(server.clone(), component_user("system:kube-scheduler"));
                 tasks.push(components::start_scheduler(sched));
