@@ -280,6 +280,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         None => None,
     };
     server.set_tokens(server::Tokens { file, signer: Some(signer) });
+    let token_controller = server.spawn_token_controller(pki.ca_cert_pem.clone());
     match cfg.authorization_mode.as_str() {
         "AlwaysAllow" => {}
         "RBAC" | "Node,RBAC" | "RBAC,Node" => {
@@ -288,7 +289,7 @@ pub async fn start(cfg: Config) -> Result<Running> {
         }
         other => anyhow::bail!("--authorization-mode {other}: use AlwaysAllow or RBAC"),
     }
-    let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone()))];
+    let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone())), token_controller];
     if !cfg.etcd_compaction_interval.is_zero() {
         tasks.push(rkube_storage::compactor::spawn(store, cfg.etcd_compaction_interval));
     }

@@ -110,3 +110,66 @@ impl Server {
         Ok(http::json(StatusCode::CREATED, &out))
     }
 }
+
+const SECRETS_PREFIX: &str = "/registry/secrets/";
+const SA_TOKEN_TYPE: &str = "kubernetes.io/service-account-token";
+
+impl Server {
+    /// Upstream's token controller for legacy ServiceAccount token Secrets:
+    /// a Secret of type `kubernetes.io/service-account-token` naming a
+    /// ServiceAccount gets `data.token` (a legacy JWT), `ca.crt` and
+    /// `namespace`. Runs inside the apiserver, which holds the signing key.
+    pub fn spawn_token_controller(self: &std::sync::Arc<Self>, ca_pem: String) -> tokio::task::JoinHandle<()> {
+        let server = std::sync::Arc::downgrade(self);
+        let watcher = self.cache.watch(SECRETS_PREFIX, 0);
+        tokio::spawn(async move {
+            let Ok(mut w) = watcher else { return };
+            loop {
+                if let Some(s) = server.upgrade() {
+                    s.fill_token_secrets(&ca_pem).await;
+                }
+                if w.next().await.is_none() {
+                    return;
+                }
+            }
+        })
+    }
+
+    async fn fill_token_secrets(&self, ca_pem: &str) {
+        use base64::Engine;
+        let Some(signer) = self.tokens().and_then(|t| t.signer.as_ref()) else { return };
+        let Ok((secrets, _)) = self.cache.list(SECRETS_PREFIX, 0).await else { return };
+        let Some(info) = rkube_registry::resources::lookup("", "v1", "secrets") else { return };
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        for s in secrets {
+            let obj = &*s.object;
+            if obj.get("type").and_then(Value::as_str) != Some(SA_TOKEN_TYPE)
+                || obj.pointer("/data/token").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
+            {
+                continue;
+            }
+            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or("").to_string();
+            let name = crate::objects::name(obj).to_string();
+            let Some(sa_name) =
+                obj.pointer("/metadata/annotations/kubernetes.io~1service-account.name").and_then(Value::as_str)
+            else {
+                continue;
+            };
+            let Ok(Some(kv)) = self.store.get(&format!("/registry/serviceaccounts/{ns}/{sa_name}")).await else {
+                continue;
+            };
+            let sa: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
+            let uid = sa.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("").to_string();
+            let Ok(token) = signer.issue_legacy(&ns, sa_name, &uid, &name) else { continue };
+            let mut new = obj.clone();
+            new["data"]["token"] = json!(b64(&token));
+            new["data"]["ca.crt"] = json!(b64(ca_pem));
+            new["data"]["namespace"] = json!(b64(&ns));
+            new["metadata"]["annotations"]["kubernetes.io/service-account.uid"] = json!(uid);
+            let w = crate::rest::WriteOptions::internal("tokens-controller");
+            let _ = self
+                .update_object(info, &Default::default(), Some(&ns), &name, crate::rest::Change::Replace(new), &w)
+                .await;
+        }
+    }
+}

@@ -65,6 +65,19 @@ fn tokens_encryption_and_audit() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:default");
     let can = as_token(sa_token.trim(), &["auth", "can-i", "list", "pods"]);
     assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "yes");
+    // a legacy token Secret is filled in by the token controller and authenticates
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n  annotations: {kubernetes.io/service-account.name: default}\ntype: kubernetes.io/service-account-token\n";
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(secret)));
+    let legacy = eventually(Duration::from_secs(10), || {
+        let out = c.kubectl(&["get", "secret", "legacy", "-o", "jsonpath={.data.token}"]);
+        let t = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (!t.is_empty()).then_some(t)
+    })
+    .expect("token filled in");
+    use base64::Engine;
+    let legacy = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(legacy).unwrap()).unwrap();
+    let out = as_token(&legacy, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:default");
     // the issuer's keys are published for anyone
     let jwks = ok(c.kubectl(&["get", "--raw", "/openid/v1/jwks"]));
     assert!(jwks.contains("\"keys\""), "{jwks}");
