@@ -18,6 +18,7 @@ pub mod hash;
 pub mod owner;
 pub mod pod;
 pub mod slow_start;
+pub mod watch;
 
 /// Errors of the shared helpers.
 #[derive(Debug, thiserror::Error)]

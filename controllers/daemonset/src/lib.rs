@@ -101,48 +101,45 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     let (node_reader, node_writer) = reflector::store::<Node>();
 
     let ds_exp = expectations.clone();
-    let ds_stream = watcher(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|d| d.metadata.managed_fields = None)
-        .reflect(ds_writer)
-        .inspect(move |ev| {
-            if let Ok(watcher::Event::Delete(d)) = ev {
-                ds_exp.delete(&ds_key(d));
-            }
-        })
-        .applied_objects();
+    let ds_stream =
+        rkube_controller_common::watch::trimmed(Api::<DaemonSet>::all(client.clone()), watcher::Config::default())
+            .reflect(ds_writer)
+            .inspect(move |ev| {
+                if let Ok(watcher::Event::Delete(d)) = ev {
+                    ds_exp.delete(&ds_key(d));
+                }
+            })
+            .applied_objects();
 
     let mut pod_tracker = triggers::PodTracker::new(ds_reader.clone(), expectations.clone());
-    let pod_triggers = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
-        .reflect(pod_writer)
-        .flat_map(move |ev| {
-            let refs: Vec<ObjectRef<DaemonSet>> = match ev {
-                Ok(ev) => pod_tracker.handle(ev),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pod watch failed");
-                    Vec::new()
-                }
-            };
-            futures::stream::iter(refs)
-        });
+    let pod_triggers =
+        rkube_controller_common::watch::trimmed(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .reflect(pod_writer)
+            .flat_map(move |ev| {
+                let refs: Vec<ObjectRef<DaemonSet>> = match ev {
+                    Ok(ev) => pod_tracker.handle(ev),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed");
+                        Vec::new()
+                    }
+                };
+                futures::stream::iter(refs)
+            });
 
     let mut node_tracker = triggers::NodeTracker::new(ds_reader.clone());
-    let node_triggers = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|n| n.metadata.managed_fields = None)
-        .reflect(node_writer)
-        .flat_map(move |ev| {
-            let refs: Vec<ObjectRef<DaemonSet>> = match ev {
-                Ok(ev) => node_tracker.handle(ev),
-                Err(e) => {
-                    tracing::warn!(error = %e, "node watch failed");
-                    Vec::new()
-                }
-            };
-            futures::stream::iter(refs)
-        });
+    let node_triggers =
+        rkube_controller_common::watch::trimmed(Api::<Node>::all(client.clone()), watcher::Config::default())
+            .reflect(node_writer)
+            .flat_map(move |ev| {
+                let refs: Vec<ObjectRef<DaemonSet>> = match ev {
+                    Ok(ev) => node_tracker.handle(ev),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "node watch failed");
+                        Vec::new()
+                    }
+                };
+                futures::stream::iter(refs)
+            });
 
     let ctx = Arc::new(sync::Ctx {
         client: client.clone(),

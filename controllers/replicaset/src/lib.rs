@@ -82,32 +82,30 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     let (pod_reader, pod_writer) = reflector::store::<Pod>();
 
     let rs_exp = expectations.clone();
-    let rs_stream = watcher(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|rs| rs.metadata.managed_fields = None)
-        .reflect(rs_writer)
-        .inspect(move |ev| {
-            if let Ok(watcher::Event::Delete(rs)) = ev {
-                rs_exp.delete(&rs_key(rs));
-            }
-        })
-        .applied_objects();
+    let rs_stream =
+        rkube_controller_common::watch::trimmed(Api::<ReplicaSet>::all(client.clone()), watcher::Config::default())
+            .reflect(rs_writer)
+            .inspect(move |ev| {
+                if let Ok(watcher::Event::Delete(rs)) = ev {
+                    rs_exp.delete(&rs_key(rs));
+                }
+            })
+            .applied_objects();
 
     let mut tracker = triggers::PodTracker::new(rs_reader.clone(), expectations.clone());
-    let pod_triggers = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
-        .reflect(pod_writer)
-        .flat_map(move |ev| {
-            let refs: Vec<ObjectRef<ReplicaSet>> = match ev {
-                Ok(ev) => tracker.handle(ev),
-                Err(e) => {
-                    tracing::warn!(error = %e, "pod watch failed");
-                    Vec::new()
-                }
-            };
-            futures::stream::iter(refs)
-        });
+    let pod_triggers =
+        rkube_controller_common::watch::trimmed(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .reflect(pod_writer)
+            .flat_map(move |ev| {
+                let refs: Vec<ObjectRef<ReplicaSet>> = match ev {
+                    Ok(ev) => tracker.handle(ev),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "pod watch failed");
+                        Vec::new()
+                    }
+                };
+                futures::stream::iter(refs)
+            });
 
     let ctx = Arc::new(sync::Ctx {
         client: client.clone(),
