@@ -10,6 +10,7 @@
 //! This crate never does I/O: no storage, no network, no clocks except where a
 //! caller passes `now`.
 
+pub mod admission;
 pub mod convert;
 pub mod crd;
 pub mod defaults;
