@@ -106,8 +106,64 @@ impl Server {
             .and_then(|t| t.signer.as_ref())
             .ok_or_else(|| ApiError::internal("no service account signing key configured"))?;
         let body = decode_body(req)?;
-        let out = crate::authn::create_token_request(signer, &body, ns, name, &uid, None, &Default::default())?;
+        let spec = crate::authn::tokenrequest::parse_token_request(&body, ns, name)?;
+        let bound = match &spec.bound_object_ref {
+            Some(r) => Some(self.bound_object(r, ns, name).await?),
+            None => None,
+        };
+        let out =
+            crate::authn::create_token_request(signer, &body, ns, name, &uid, bound.as_ref(), &Default::default())?;
         Ok(http::json(StatusCode::CREATED, &out))
+    }
+
+    /// The object a TokenRequest binds its token to: it must exist (404),
+    /// have the uid the request names (409), and a pod must run as the
+    /// ServiceAccount asking (400). A pod's node is bound too when it has one.
+    async fn bound_object(
+        &self,
+        r: &crate::authn::tokenrequest::BoundObjectRef,
+        ns: &str,
+        sa: &str,
+    ) -> Result<crate::authn::BoundObject, ApiError> {
+        use crate::authn::{BoundObject, ObjectRef};
+        let resource = match r.kind.as_str() {
+            "Pod" => "pods",
+            "Secret" => "secrets",
+            _ => "nodes",
+        };
+        let info = rkube_registry::resources::lookup("", "v1", resource).ok_or_else(not_found_path)?;
+        let obj_ns = (resource != "nodes").then_some(ns);
+        let key = crate::objects::key(info, obj_ns, &r.name);
+        let get = |key: String| async move {
+            let kv = self.store.get(&key).await.map_err(crate::server::store_error)?;
+            Ok::<_, ApiError>(kv.and_then(|kv| serde_json::from_slice::<Value>(&kv.value).ok()))
+        };
+        let obj = get(key).await?.ok_or_else(|| ApiError::not_found("", resource, &r.name))?;
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+        crate::authn::tokenrequest::check_bound_uid(r, uid)?;
+        let this = ObjectRef::new(r.name.clone(), uid);
+        Ok(match resource {
+            "pods" => {
+                let pod_sa = obj.pointer("/spec/serviceAccountName").and_then(Value::as_str).unwrap_or("default");
+                if pod_sa != sa {
+                    return Err(ApiError::bad_request(format!(
+                        "cannot bind token for serviceaccount \"{sa}\" to pod running with different serviceaccount name."
+                    )));
+                }
+                let node = match obj.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                    Some(n) => {
+                        let node = get(format!("/registry/nodes/{n}")).await?;
+                        node.map(|o| {
+                            ObjectRef::new(n, o.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or(""))
+                        })
+                    }
+                    None => None,
+                };
+                BoundObject::Pod { pod: this, node }
+            }
+            "secrets" => BoundObject::Secret(this),
+            _ => BoundObject::Node(this),
+        })
     }
 }
 

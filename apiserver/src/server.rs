@@ -168,22 +168,46 @@ impl Server {
     }
 
     /// Who a bearer token names: a static token, or a valid ServiceAccount
-    /// token whose ServiceAccount still exists with the same uid.
+    /// token whose ServiceAccount — and the pod, secret or node it is bound
+    /// to — still exists with the same uid and is not being deleted for more
+    /// than a minute (upstream's grace for in-flight requests of a pod that is
+    /// shutting down).
     async fn authenticate_token(&self, token: &str) -> Option<User> {
         let t = self.tokens.get()?;
         if let Some(u) = t.file.as_ref().and_then(|f| f.authenticate(token)) {
             return Some(u);
         }
         let claims = t.signer.as_ref()?.verify(token, &[]).ok()?;
-        let key = format!("/registry/serviceaccounts/{}/{}", claims.namespace, claims.service_account.name);
-        let kv = self.store.get(&key).await.ok()??;
-        let sa: Value = serde_json::from_slice(&kv.value).ok()?;
-        if !claims.service_account.uid.is_empty()
-            && sa.pointer("/metadata/uid").and_then(Value::as_str) != Some(claims.service_account.uid.as_str())
+        let ns = &claims.namespace;
+        let sa = format!("/registry/serviceaccounts/{ns}/{}", claims.service_account.name);
+        self.bound_object_alive(&sa, &claims.service_account.uid).await?;
+        if let Some(p) = &claims.pod {
+            self.bound_object_alive(&format!("/registry/pods/{ns}/{}", p.name), &p.uid).await?;
+        }
+        if let Some(s) = &claims.secret {
+            self.bound_object_alive(&format!("/registry/secrets/{ns}/{}", s.name), &s.uid).await?;
+        }
+        if let Some(n) = &claims.node {
+            self.bound_object_alive(&format!("/registry/nodes/{}", n.name), &n.uid).await?;
+        }
+        Some(claims.user())
+    }
+
+    /// The object a token is bound to exists, has `uid` (when the claim names
+    /// one) and was not marked for deletion more than 60 seconds ago.
+    async fn bound_object_alive(&self, key: &str, uid: &str) -> Option<()> {
+        let kv = self.store.get(key).await.ok()??;
+        let obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        if !uid.is_empty() && obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(uid) {
+            return None;
+        }
+        if let Some(ts) = obj.pointer("/metadata/deletionTimestamp").and_then(Value::as_str)
+            && let Ok(t) = chrono::DateTime::parse_from_rfc3339(ts)
+            && t < chrono::Utc::now() - chrono::Duration::seconds(60)
         {
             return None;
         }
-        Some(claims.user())
+        Some(())
     }
 
     fn docs(&self) -> Arc<Docs> {

@@ -78,6 +78,28 @@ fn tokens_encryption_and_audit() {
     let legacy = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(legacy).unwrap()).unwrap();
     let out = as_token(&legacy, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:default");
+    // tokens bound to a pod or a secret stop working once it is gone
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: holder\nspec:\n  nodeName: nowhere\n  containers:\n  - {name: c, image: busybox}\n";
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(pod)));
+    ok(c.kubectl(&["create", "secret", "generic", "anchor", "--from-literal=k=v"]));
+    let whoami = |t: &str| as_token(t, &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
+    let bound = |kind: &str, name: &str| {
+        let args = ["create", "token", "default", "--bound-object-kind", kind, "--bound-object-name", name];
+        ok(c.kubectl(&args)).trim().to_string()
+    };
+    let (pod_token, secret_token) = (bound("Pod", "holder"), bound("Secret", "anchor"));
+    assert!(whoami(&pod_token).status.success(), "a pod-bound token works while its pod exists");
+    assert!(whoami(&secret_token).status.success(), "a secret-bound token works while its secret exists");
+    ok(c.kubectl(&["delete", "pod", "holder", "--grace-period=0", "--force"]));
+    ok(c.kubectl(&["delete", "secret", "anchor"]));
+    let refused = whoami(&pod_token);
+    assert!(!refused.status.success(), "a token bound to a deleted pod is refused");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("Unauthorized"), "{refused:?}");
+    assert!(!whoami(&secret_token).status.success(), "a token bound to a deleted secret is refused");
+    // a new pod of the same name has another uid: the old token stays invalid
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(pod)));
+    assert!(!whoami(&pod_token).status.success(), "a token bound to an earlier pod of that name is refused");
+
     // the issuer's keys are published for anyone
     let jwks = ok(c.kubectl(&["get", "--raw", "/openid/v1/jwks"]));
     assert!(jwks.contains("\"keys\""), "{jwks}");
