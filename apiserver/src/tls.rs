@@ -40,11 +40,14 @@ fn ca_params() -> CertificateParams {
     p
 }
 
-fn leaf_params(cn: &str, orgs: &[&str], sans: &[String], server: bool) -> Result<CertificateParams> {
+/// A leaf certificate's parameters. One organization at most: rcgen keeps one
+/// value per attribute type (certificates with several groups are issued by
+/// the CSR signer, which writes the requested subject itself).
+fn leaf_params(cn: &str, org: Option<&str>, sans: &[String], server: bool) -> Result<CertificateParams> {
     let mut p = CertificateParams::default();
     let mut dn = DistinguishedName::new();
-    for o in orgs {
-        dn.push(DnType::OrganizationName, *o);
+    if let Some(o) = org {
+        dn.push(DnType::OrganizationName, o);
     }
     dn.push(DnType::CommonName, cn);
     p.distinguished_name = dn;
@@ -59,15 +62,6 @@ fn leaf_params(cn: &str, orgs: &[&str], sans: &[String], server: bool) -> Result
     }
     (p.not_before, p.not_after) = years(1);
     Ok(p)
-}
-
-/// Sign a client certificate (CN = user, O = groups) with the CA.
-pub fn issue_client_cert(ca_cert_pem: &str, ca_key_pem: &str, user: &str, groups: &[&str]) -> Result<(String, String)> {
-    let ca_key = KeyPair::from_pem(ca_key_pem)?;
-    let issuer = Issuer::from_ca_cert_pem(ca_cert_pem, ca_key)?;
-    let key = KeyPair::generate()?;
-    let cert = leaf_params(user, groups, &[], false)?.signed_by(&key, &issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// The subject alternative names of the serving certificate.
@@ -135,7 +129,7 @@ impl Pki {
             (Some(c), Some(k), Some(s)) if s.trim() == wanted => (c, k),
             _ => {
                 let key = KeyPair::generate()?;
-                let cert = leaf_params("kube-apiserver", &[], sans, true)?.signed_by(&key, &issuer)?;
+                let cert = leaf_params("kube-apiserver", None, sans, true)?.signed_by(&key, &issuer)?;
                 let (c, k) = (cert.pem(), key.serialize_pem());
                 write("serving.key", &k)?;
                 write("serving.crt", &c)?;
@@ -148,7 +142,7 @@ impl Pki {
             (Some(c), Some(k)) => (c, k),
             _ => {
                 let key = KeyPair::generate()?;
-                let cert = leaf_params("admin", &["system:masters"], &[], false)?.signed_by(&key, &issuer)?;
+                let cert = leaf_params("admin", Some("system:masters"), &[], false)?.signed_by(&key, &issuer)?;
                 let (c, k) = (cert.pem(), key.serialize_pem());
                 write("admin.key", &k)?;
                 write("admin.crt", &c)?;
