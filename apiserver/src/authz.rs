@@ -1,6 +1,8 @@
-//! Authorization: `--authorization-mode=AlwaysAllow` (upstream's default) or
-//! `RBAC`. With RBAC the roles and bindings in the store decide, through
-//! rkube-registry's evaluator; the policy is rebuilt from the watch cache
+//! Authorization: `--authorization-mode`, upstream's comma list of `AlwaysAllow`
+//! (the default), `AlwaysDeny`, `Node` and `RBAC`, tried in order (the first
+//! Allow or Deny wins; the NoOpinion reasons are joined). The Node authorizer
+//! is in [`crate::node`]. With RBAC the roles and bindings in the store decide,
+//! through rkube-registry's evaluator; the policy is rebuilt from the watch cache
 //! when an RBAC object changes, upstream's bootstrap policy is created at
 //! start, aggregated ClusterRoles are kept filled, and writes of roles and
 //! bindings are checked for privilege escalation.
@@ -11,20 +13,60 @@ use rkube_registry::ApiError;
 use rkube_registry::rbac::{self, Attributes, Decision, Policy};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 const RBAC_PREFIX: &str = "/registry/rbac.authorization.k8s.io/";
 
-/// The RBAC authorizer's state.
+/// The RBAC authorizer's state, and the authorizer chain it is part of.
 pub struct Rbac {
     policy: RwLock<Arc<Policy>>,
     dirty: AtomicBool,
+    /// `--authorization-mode`; unset means `RBAC` alone.
+    modes: OnceLock<Vec<AuthzMode>>,
 }
 
 impl Rbac {
     pub fn new() -> Self {
-        Self { policy: RwLock::new(Arc::new(Policy::new(&[], &[], &[], &[]))), dirty: AtomicBool::new(true) }
+        Self {
+            policy: RwLock::new(Arc::new(Policy::new(&[], &[], &[], &[]))),
+            dirty: AtomicBool::new(true),
+            modes: OnceLock::new(),
+        }
     }
+
+    fn modes(&self) -> &[AuthzMode] {
+        self.modes.get().map(Vec::as_slice).unwrap_or(&[AuthzMode::Rbac])
+    }
+}
+
+/// One `--authorization-mode` entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthzMode {
+    AlwaysAllow,
+    AlwaysDeny,
+    Node,
+    Rbac,
+}
+
+/// Parses `--authorization-mode` (`Node,RBAC`, `RBAC`, `AlwaysAllow`, ...), with upstream's
+/// validation messages.
+pub fn parse_authorization_modes(s: &str) -> Result<Vec<AuthzMode>, String> {
+    let mut modes = Vec::new();
+    for m in s.split(',').map(str::trim) {
+        let mode = match m {
+            "AlwaysAllow" => AuthzMode::AlwaysAllow,
+            "AlwaysDeny" => AuthzMode::AlwaysDeny,
+            "Node" => AuthzMode::Node,
+            "RBAC" => AuthzMode::Rbac,
+            "ABAC" | "Webhook" => return Err(format!("authorization-mode {m:?} is not supported by rkube")),
+            _ => return Err(format!("authorization-mode {m:?} is not a valid mode")),
+        };
+        if modes.contains(&mode) {
+            return Err(format!("authorization-mode {m:?} has mode specified more than once"));
+        }
+        modes.push(mode);
+    }
+    Ok(modes)
 }
 
 impl Default for Rbac {
@@ -66,23 +108,61 @@ impl Server {
         Some(rbac.policy.read().unwrap_or_else(|e| e.into_inner()).clone())
     }
 
-    /// May `user` do this? (Always, without RBAC.)
+    /// Authorize with these `--authorization-mode` entries, in order, from now on.
+    pub fn set_authorization_modes(&self, modes: Vec<AuthzMode>) {
+        self.enable_rbac();
+        if let Some(r) = self.rbac() {
+            let _ = r.modes.set(modes);
+        }
+    }
+
+    /// The authorizer chain's decision (None: no authorization configured, everything allowed).
+    /// `field_selector` is the request's `fieldSelector` (the Node authorizer lets a kubelet list
+    /// and watch only its own pods and node).
+    async fn decide(&self, a: &Attributes, field_selector: Option<&str>) -> Option<Decision> {
+        let modes = self.rbac()?.modes();
+        let mut reasons: Vec<String> = Vec::new();
+        for mode in modes {
+            let d = match mode {
+                AuthzMode::AlwaysAllow => Decision::Allow(String::new()),
+                AuthzMode::AlwaysDeny => Decision::Deny(String::new()),
+                AuthzMode::Node => self.node_authorize(a, field_selector).await,
+                AuthzMode::Rbac => match self.rbac_policy().await {
+                    Some(p) => p.authorize(a),
+                    None => Decision::NoOpinion(String::new()),
+                },
+            };
+            match d {
+                Decision::NoOpinion(r) => {
+                    if !r.is_empty() {
+                        reasons.push(r);
+                    }
+                }
+                decided => return Some(decided),
+            }
+        }
+        Some(Decision::NoOpinion(reasons.join("\n")))
+    }
+
+    /// May `user` do this? (Always, without authorization configured.)
     pub(crate) async fn authorize(&self, a: &Attributes) -> Result<(), ApiError> {
-        let Some(policy) = self.rbac_policy().await else { return Ok(()) };
-        match policy.authorize(a) {
-            Decision::Allow(_) => Ok(()),
-            Decision::Deny(r) | Decision::NoOpinion(r) => Err(rbac::forbidden_error(a, &r)),
+        self.authorize_request(a, None).await
+    }
+
+    /// As [`Server::authorize`], for a request with a `fieldSelector` (lists and watches).
+    pub async fn authorize_request(&self, a: &Attributes, field_selector: Option<&str>) -> Result<(), ApiError> {
+        match self.decide(a, field_selector).await {
+            None | Some(Decision::Allow(_)) => Ok(()),
+            Some(Decision::Deny(r) | Decision::NoOpinion(r)) => Err(rbac::forbidden_error(a, &r)),
         }
     }
 
     /// The access-review answer: (allowed, reason).
     pub(crate) async fn review_access(&self, a: &Attributes) -> (bool, String) {
-        match self.rbac_policy().await {
+        match self.decide(a, None).await {
             None => (true, "AlwaysAllow".into()),
-            Some(p) => match p.authorize(a) {
-                Decision::Allow(r) => (true, r),
-                Decision::Deny(r) | Decision::NoOpinion(r) => (false, r),
-            },
+            Some(Decision::Allow(r)) => (true, r),
+            Some(Decision::Deny(r) | Decision::NoOpinion(r)) => (false, r),
         }
     }
 
@@ -123,6 +203,12 @@ impl Server {
                 }
             }
         }
+        // Build the policy now, from every bootstrap object: requests that arrive while a later
+        // rebuild runs are decided by the previous policy, which must never be the empty one.
+        if let Some(r) = self.rbac() {
+            r.dirty.store(true, Ordering::SeqCst);
+        }
+        self.rbac_policy().await;
         let server = Arc::downgrade(self);
         let watcher = self.cache.watch(RBAC_PREFIX, self.cache.revision());
         tokio::spawn(async move {
@@ -157,59 +243,116 @@ impl Server {
     }
 }
 
-/// What rkube's own components need beyond upstream's bootstrap policy: each
-/// controller here watches with its own identity (upstream's share informers
-/// under the controller manager's), the deployment controller patches the
-/// revision annotation, and the simulated node pool reconciles NodePools and
-/// PodBehaviors.
+/// What rkube's own components need beyond upstream's bootstrap policy, one
+/// narrow ClusterRole per component, bound to exactly that component's identity.
+///
+/// Upstream's controllers read through informers shared under
+/// `system:kube-controller-manager` (list/watch on everything); each rkube
+/// controller watches under its own ServiceAccount, so a controller's role
+/// here adds only the reads its own watches need that its upstream
+/// `system:controller:<name>` role lacks, plus the few writes where rkube's
+/// controller uses a verb upstream's does not (a patch where upstream
+/// updates). Components upstream's roles already cover (replicaset, daemonset,
+/// job, cronjob, ttl-after-finished, garbage collector, namespace, HPA,
+/// certificate, node-ipam, the scheduler) get nothing here.
 fn rkube_policy() -> (Vec<Value>, Vec<Value>) {
-    use serde_json::json;
-    let labels = json!({"kubernetes.io/bootstrapping": "rbac-defaults"});
-    let role = |name: &str, rules: Value| {
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-        "metadata": {"name": name, "labels": labels}, "rules": rules})
-    };
-    let binding = |name: &str, role: &str, subjects: Value| {
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRoleBinding", "metadata": {"name": name, "labels": labels},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role}, "subjects": subjects})
-    };
-    let roles = vec![
-        role(
-            "system:rkube:controller-informers",
-            json!([{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}]),
-        ),
-        role(
-            "system:rkube:controller-writes",
-            json!([
-                {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]},
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "update", "patch"]},
-                {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["create"]},
-                {"apiGroups": [""], "resources": ["persistentvolumes", "persistentvolumeclaims"], "verbs": ["create", "update", "patch", "delete"]},
-                {"apiGroups": [""], "resources": ["persistentvolumeclaims/status", "persistentvolumes/status"], "verbs": ["update", "patch"]},
-            ]),
-        ),
-        role(
-            "system:rkube:sim-node-pool",
-            json!([
-                {"apiGroups": ["sim.rkube.io"], "resources": ["nodepools", "podbehaviors"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": ["sim.rkube.io"], "resources": ["nodepools/status"], "verbs": ["get", "update", "patch"]},
-                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
-                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["delete"]},
-            ]),
-        ),
-    ];
-    let sa_group = json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "system:serviceaccounts:kube-system"}]);
-    let bindings = vec![
-        binding("system:rkube:controller-informers", "system:rkube:controller-informers", sa_group.clone()),
-        binding("system:rkube:controller-writes", "system:rkube:controller-writes", sa_group),
-        binding(
-            "system:rkube:sim-node-pool",
-            "system:rkube:sim-node-pool",
-            json!([{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:node:sim-pool"}]),
-        ),
-    ];
+    let mut roles = Vec::new();
+    let mut bindings = Vec::new();
+    for (component, rules) in rkube_component_rules() {
+        let name = format!("system:rkube:{component}");
+        roles.push(rkube_cluster_role(&name, rules));
+        bindings.push(rkube_cluster_binding(&name, rkube_subject(component)));
+    }
     (roles, bindings)
+}
+
+/// One RBAC rule (the bootstrap tables' shape).
+fn rkube_rule(verbs: &[&str], group: &str, resources: &[&str]) -> Value {
+    serde_json::json!({"verbs": verbs, "apiGroups": [group], "resources": resources})
+}
+
+/// Per component (`controller:<serviceaccount>` or `sim-node-pool`): the rules rkube adds.
+fn rkube_component_rules() -> Vec<(&'static str, Vec<Value>)> {
+    const READ: &[&str] = &["get", "list", "watch"];
+    vec![
+        // Patches the revision annotation onto the Deployment (upstream: update).
+        ("controller:deployment-controller", vec![rkube_rule(&["patch"], "apps", &["deployments"])]),
+        // Watches the pods it guards (upstream reads them through the shared informer).
+        ("controller:disruption-controller", vec![rkube_rule(READ, "", &["pods"])]),
+        // Patches its status and the claims' ownerReferences (upstream: update).
+        (
+            "controller:statefulset-controller",
+            vec![
+                rkube_rule(&["patch"], "apps", &["statefulsets/status"]),
+                rkube_rule(&["patch"], "", &["persistentvolumeclaims"]),
+            ],
+        ),
+        // Watches node Leases (upstream: the shared informer).
+        ("controller:node-controller", vec![rkube_rule(READ, "coordination.k8s.io", &["leases"])]),
+        // Patches quota status (upstream: update).
+        ("controller:resourcequota-controller", vec![rkube_rule(&["patch"], "", &["resourcequotas/status"])]),
+        // Upstream's serviceaccounts-controller and root-ca-cert-publisher in one: it watches
+        // namespaces, the `default` ServiceAccounts and the `kube-root-ca.crt` ConfigMaps, and
+        // writes the ConfigMaps (upstream grants that to root-ca-cert-publisher).
+        (
+            "controller:service-account-controller",
+            vec![
+                rkube_rule(&["list", "watch"], "", &["namespaces"]),
+                rkube_rule(READ, "", &["serviceaccounts"]),
+                rkube_rule(&["get", "list", "watch", "create", "update"], "", &["configmaps"]),
+            ],
+        ),
+        // Creates its default StorageClass at start and marks volumes Bound/Released.
+        (
+            "controller:local-path-provisioner",
+            vec![
+                rkube_rule(&["create"], "storage.k8s.io", &["storageclasses"]),
+                rkube_rule(&["patch"], "", &["persistentvolumes/status"]),
+            ],
+        ),
+        // The simulated kubelets' pool: NodePools and PodBehaviors, the namespaces pods
+        // behave in, and removal of the nodes of a shrunk NodePool.
+        (
+            "sim-node-pool",
+            vec![
+                rkube_rule(READ, "sim.rkube.io", &["nodepools", "podbehaviors"]),
+                rkube_rule(&["get", "update", "patch"], "sim.rkube.io", &["nodepools/status"]),
+                rkube_rule(READ, "", &["namespaces"]),
+                rkube_rule(&["delete"], "", &["nodes"]),
+            ],
+        ),
+    ]
+}
+
+/// Who a component is: `controller:<sa>` is ServiceAccount kube-system/<sa>; the node pool is
+/// the user `system:node:sim-pool`.
+fn rkube_subject(component: &str) -> Value {
+    match component.strip_prefix("controller:") {
+        Some(sa) => serde_json::json!({"kind": "ServiceAccount", "name": sa, "namespace": "kube-system"}),
+        None => {
+            serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "system:node:sim-pool"})
+        }
+    }
+}
+
+fn rkube_metadata(name: &str) -> Value {
+    serde_json::json!({
+        "name": name,
+        "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+        "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+    })
+}
+
+fn rkube_cluster_role(name: &str, rules: Vec<Value>) -> Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": rkube_metadata(name), "rules": rules})
+}
+
+fn rkube_cluster_binding(name: &str, subject: Value) -> Value {
+    serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": rkube_metadata(name),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
+        "subjects": [subject]})
 }
 
 /// Attributes of a resource request.
@@ -235,4 +378,128 @@ pub(crate) fn resource_attributes(
 pub(crate) fn path_attributes(user: &User, verb: &str, path: &str) -> Attributes {
     let groups: Vec<&str> = user.groups.iter().map(String::as_str).collect();
     Attributes::non_resource(&user.name, &groups, verb, path)
+}
+
+#[cfg(test)]
+mod rkube_policy_tests {
+    use super::*;
+    use crate::inprocess::component_user;
+
+    fn policy() -> Policy {
+        let (mut cluster_roles, mut cluster_bindings, roles, bindings) = rbac::bootstrap_policy();
+        let (extra_roles, extra_bindings) = rkube_policy();
+        cluster_roles.extend(extra_roles);
+        cluster_bindings.extend(extra_bindings);
+        Policy::new(&roles, &cluster_roles, &bindings, &cluster_bindings)
+    }
+
+    /// May `who` (a controller's ServiceAccount name, or a full user name) do `verb` on
+    /// `resource[/sub]` of `group` in namespace `ns`?
+    fn can(p: &Policy, who: &str, verb: &str, ns: Option<&str>, group: &str, resource: &str) -> bool {
+        let name = if who.starts_with("system:") {
+            who.to_string()
+        } else {
+            format!("system:serviceaccount:kube-system:{who}")
+        };
+        let (res, sub) = match resource.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (resource, None),
+        };
+        let a = resource_attributes(&component_user(&name), verb, ns, group, res, sub, None);
+        matches!(p.authorize(&a), Decision::Allow(_))
+    }
+
+    #[test]
+    fn every_binding_names_one_component_never_a_group() {
+        let (roles, bindings) = rkube_policy();
+        assert_eq!(roles.len(), bindings.len());
+        for b in &bindings {
+            let subjects = b["subjects"].as_array().cloned().unwrap_or_default();
+            assert_eq!(subjects.len(), 1, "{b}");
+            assert_ne!(subjects[0]["kind"], "Group", "{b}");
+        }
+        for r in &roles {
+            for rule in r["rules"].as_array().cloned().unwrap_or_default() {
+                assert!(!rule["resources"].as_array().is_some_and(|v| v.iter().any(|x| x == "*")), "{r}");
+                assert!(!rule["apiGroups"].as_array().is_some_and(|v| v.iter().any(|x| x == "*")), "{r}");
+            }
+        }
+    }
+
+    /// What each component's watches and writes need (read from the controller crates).
+    #[test]
+    fn each_component_may_do_what_it_does() {
+        let p = policy();
+        let all = None;
+        let ns = Some("default");
+        let needs: &[(&str, &str, Option<&str>, &str, &str)] = &[
+            ("replicaset-controller", "watch", all, "apps", "replicasets"),
+            ("replicaset-controller", "list", all, "", "pods"),
+            ("replicaset-controller", "create", ns, "", "pods"),
+            ("replicaset-controller", "update", ns, "apps", "replicasets/status"),
+            ("deployment-controller", "watch", all, "apps", "deployments"),
+            ("deployment-controller", "patch", ns, "apps", "deployments"),
+            ("deployment-controller", "create", ns, "apps", "replicasets"),
+            ("deployment-controller", "list", ns, "", "pods"),
+            ("disruption-controller", "watch", all, "", "pods"),
+            ("disruption-controller", "list", all, "apps", "statefulsets"),
+            ("disruption-controller", "get", ns, "apps", "deployments/scale"),
+            ("disruption-controller", "update", ns, "policy", "poddisruptionbudgets/status"),
+            ("statefulset-controller", "patch", ns, "apps", "statefulsets/status"),
+            ("statefulset-controller", "patch", ns, "", "persistentvolumeclaims"),
+            ("statefulset-controller", "create", ns, "apps", "controllerrevisions"),
+            ("daemon-set-controller", "watch", all, "", "nodes"),
+            ("daemon-set-controller", "patch", ns, "", "pods"),
+            ("job-controller", "patch", ns, "", "pods"),
+            ("cronjob-controller", "create", ns, "batch", "jobs"),
+            ("ttl-after-finished-controller", "delete", ns, "batch", "jobs"),
+            ("node-controller", "watch", Some("kube-node-lease"), "coordination.k8s.io", "leases"),
+            ("node-controller", "patch", all, "", "nodes/status"),
+            ("node-controller", "delete", ns, "", "pods"),
+            ("resourcequota-controller", "watch", all, "", "secrets"),
+            ("resourcequota-controller", "patch", ns, "", "resourcequotas/status"),
+            ("service-account-controller", "watch", all, "", "namespaces"),
+            ("service-account-controller", "get", ns, "", "serviceaccounts"),
+            ("service-account-controller", "create", ns, "", "serviceaccounts"),
+            ("service-account-controller", "update", ns, "", "configmaps"),
+            ("local-path-provisioner", "create", all, "storage.k8s.io", "storageclasses"),
+            ("local-path-provisioner", "patch", all, "", "persistentvolumes/status"),
+            ("local-path-provisioner", "patch", ns, "", "persistentvolumeclaims/status"),
+            ("generic-garbage-collector", "delete", ns, "apps", "replicasets"),
+            ("namespace-controller", "deletecollection", ns, "", "configmaps"),
+            ("horizontal-pod-autoscaler", "update", ns, "apps", "deployments/scale"),
+            ("certificate-controller", "update", all, "certificates.k8s.io", "certificatesigningrequests/status"),
+            ("node-ipam-controller", "patch", all, "", "nodes"),
+            ("system:kube-scheduler", "create", ns, "", "pods/binding"),
+            ("system:node:sim-pool", "watch", all, "sim.rkube.io", "nodepools"),
+            ("system:node:sim-pool", "update", ns, "", "pods/status"),
+        ];
+        for (who, verb, ns, group, resource) in needs {
+            assert!(can(&p, who, verb, *ns, group, resource), "{who} cannot {verb} {group}/{resource} in {ns:?}");
+        }
+    }
+
+    #[test]
+    fn components_get_no_more_than_they_need() {
+        let p = policy();
+        let ns = Some("default");
+        let denied: &[(&str, &str, Option<&str>, &str, &str)] = &[
+            ("replicaset-controller", "list", None, "", "secrets"),
+            ("replicaset-controller", "get", ns, "", "configmaps"),
+            ("deployment-controller", "create", ns, "", "pods"),
+            ("deployment-controller", "list", None, "", "nodes"),
+            ("disruption-controller", "delete", ns, "", "pods"),
+            ("service-account-controller", "list", None, "", "secrets"),
+            ("service-account-controller", "delete", ns, "", "configmaps"),
+            ("node-controller", "update", Some("kube-node-lease"), "coordination.k8s.io", "leases"),
+            ("local-path-provisioner", "delete", None, "storage.k8s.io", "storageclasses"),
+            ("local-path-provisioner", "get", ns, "", "secrets"),
+            ("job-controller", "list", None, "apps", "deployments"),
+            ("system:kube-scheduler", "delete", ns, "apps", "deployments"),
+            ("system:node:sim-pool", "list", None, "rbac.authorization.k8s.io", "clusterroles"),
+        ];
+        for (who, verb, ns, group, resource) in denied {
+            assert!(!can(&p, who, verb, *ns, group, resource), "{who} may {verb} {group}/{resource} in {ns:?}");
+        }
+    }
 }

@@ -16,12 +16,14 @@ pub mod authn;
 pub mod authz;
 pub mod bootstrap;
 pub mod crds;
+pub mod dynamic_admission;
 pub mod encrypted_store;
 pub mod encryption;
 pub mod http;
 pub mod inprocess;
 pub mod listener;
 pub mod metrics;
+pub mod node;
 pub mod objects;
 pub mod request;
 pub mod rest;
@@ -32,6 +34,7 @@ pub mod subresources;
 pub mod testenv;
 pub mod tls;
 pub mod watch;
+pub mod webhook;
 
 use anyhow::{Context, Result};
 use rkube_storage::Store;
@@ -119,7 +122,8 @@ pub struct Config {
     pub audit_log_maxage: u64,
     /// `--token-auth-file`: static bearer tokens (upstream's CSV).
     pub token_auth_file: Option<PathBuf>,
-    /// `--authorization-mode`: `AlwaysAllow` (default, as upstream) or `RBAC`.
+    /// `--authorization-mode`: a comma list of `AlwaysAllow` (default, as upstream), `AlwaysDeny`,
+    /// `Node`, `RBAC`, tried in order (`Node,RBAC` as upstream clusters run).
     pub authorization_mode: String,
 }
 
@@ -228,6 +232,7 @@ pub async fn build(store: Arc<dyn Store>, settings: Settings) -> Result<Arc<Serv
     server.bootstrap().await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     server.sync_crds().await;
     server.spawn_crd_controller();
+    server.start_dynamic_admission();
     server.set_ready();
     Ok(server)
 }
@@ -281,13 +286,16 @@ pub async fn start(cfg: Config) -> Result<Running> {
     };
     server.set_tokens(server::Tokens { file, signer: Some(signer) });
     let token_controller = server.spawn_token_controller(pki.ca_cert_pem.clone());
-    match cfg.authorization_mode.as_str() {
-        "AlwaysAllow" => {}
-        "RBAC" | "Node,RBAC" | "RBAC,Node" => {
-            server.enable_rbac();
-            server.start_rbac().await?;
+    match authz::parse_authorization_modes(&cfg.authorization_mode) {
+        Err(e) => anyhow::bail!("--authorization-mode: {e}"),
+        Ok(modes) if modes == [authz::AuthzMode::AlwaysAllow] => {}
+        Ok(modes) => {
+            let rbac = modes.contains(&authz::AuthzMode::Rbac);
+            server.set_authorization_modes(modes);
+            if rbac {
+                server.start_rbac().await?;
+            }
         }
-        other => anyhow::bail!("--authorization-mode {other}: use AlwaysAllow or RBAC"),
     }
     let mut tasks = vec![tokio::spawn(listener::serve(listener, tls_config, server.clone())), token_controller];
     if !cfg.etcd_compaction_interval.is_zero() {

@@ -241,6 +241,8 @@ pub struct DeleteOptions {
     pub precondition_uid: Option<String>,
     pub precondition_rv: Option<String>,
     pub dry_run: bool,
+    /// Who deletes (None: the apiserver itself); used by admission.
+    pub user: Option<User>,
 }
 
 impl DeleteOptions {
@@ -251,6 +253,7 @@ impl DeleteOptions {
             propagation: q.get("propagationPolicy").filter(|s| !s.is_empty()).map(str::to_string),
             orphan_dependents: q.opt_bool("orphanDependents")?,
             dry_run: q.dry_run()?,
+            user: Some(req.user.clone()),
             ..Default::default()
         };
         if !req.body.iter().all(u8::is_ascii_whitespace) {
@@ -791,6 +794,16 @@ impl Server {
             rkube_registry::crd::default_crd(&mut obj);
             rkube_registry::crd::prepare_for_create(&mut obj);
         }
+        let target = crate::dynamic_admission::Target {
+            info,
+            subresource: None,
+            namespace: ns,
+            name: &name,
+            operation: rkube_registry::admission::Operation::Create,
+        };
+        if self.admit_mutating(&target, &mut obj, None, opts).await? && custom.is_none() {
+            defaults::apply_defaults(info.group, info.version, info.kind, &mut obj);
+        }
         if track {
             let now = objects::now_rfc3339();
             let api_version = info.api_version();
@@ -817,6 +830,7 @@ impl Server {
         if !errs.is_empty() {
             return Err(ApiError::invalid(info.group, info.kind, &name, &errs));
         }
+        self.admit_write(&target, &obj, None, opts).await?;
         let release = crate::services::allocate_on_create(self, info, &mut obj, dry_run).await?;
         let stored = to_storage(info, obj)?;
         if dry_run {
@@ -962,6 +976,16 @@ impl Server {
                 rkube_registry::crd::prepare_for_update(&mut new, &old);
             }
             crate::services::keep_allocations(info, &mut new, &old);
+            let target = crate::dynamic_admission::Target {
+                info,
+                subresource: path.subresource.as_deref(),
+                namespace: ns,
+                name,
+                operation: rkube_registry::admission::Operation::Update,
+            };
+            if self.admit_mutating(&target, &mut new, Some(&old), opts).await? && custom.is_none() && !status_only {
+                defaults::apply_defaults(info.group, info.version, info.kind, &mut new);
+            }
             if !matches!(change, Change::Apply(..)) {
                 ssa::track_update(&schema, Some(&old), &mut new, &op);
             }
@@ -992,6 +1016,7 @@ impl Server {
             if !errs.is_empty() {
                 return Err(ApiError::invalid(info.group, info.kind, name, &errs));
             }
+            self.admit_write(&target, &new, Some(&old), opts).await?;
             // Last finalizer gone from an object whose deletion waits for nothing else
             // (grace period 0, as upstream's ShouldDeleteDuringUpdate): it goes away now.
             // A pod still in its grace period stays until its kubelet deletes it.
@@ -1260,6 +1285,14 @@ impl Server {
                     ),
                 ));
             }
+            let target = crate::dynamic_admission::Target {
+                info,
+                subresource: None,
+                namespace: ns,
+                name,
+                operation: rkube_registry::admission::Operation::Delete,
+            };
+            self.admit_delete(&target, &obj, opts, &|_| {}).await?;
             let was_deleting = objects::is_deleting(&obj);
             let mut finalizers = objects::finalizers(&obj);
             let policy = match (&opts.propagation, opts.orphan_dependents) {

@@ -72,6 +72,8 @@ pub struct Server {
     tokens: OnceLock<Tokens>,
     /// Set with `--authorization-mode=RBAC`; without it every authenticated user may do everything.
     rbac: OnceLock<crate::authz::Rbac>,
+    /// Webhooks, admission policies and NodeRestriction.
+    pub(crate) dynamic: crate::dynamic_admission::DynamicAdmission,
 }
 
 /// What bearer tokens can authenticate as.
@@ -107,6 +109,7 @@ impl Server {
             audit: OnceLock::new(),
             tokens: OnceLock::new(),
             rbac: OnceLock::new(),
+            dynamic: Default::default(),
         })
     }
 
@@ -596,7 +599,9 @@ impl Server {
             rp.subresource.as_deref(),
             rp.name.as_deref(),
         );
-        self.authorize(&a).await?;
+        // The Node authorizer lets a kubelet list and watch what is scoped to its node.
+        let field_selector = matches!(verb, Verb::List | Verb::Watch).then(|| query.get("fieldSelector")).flatten();
+        self.authorize_request(&a, field_selector).await?;
         let req = crate::rest::Req { info, path: rp, query, parts, body, user, verb };
         if !info.verbs.contains(&verb.as_str()) && req.path.subresource.is_none() {
             return Err(ApiError::method_not_allowed(

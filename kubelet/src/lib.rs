@@ -14,6 +14,7 @@
 pub mod backoff;
 pub mod behavior;
 pub mod events;
+pub mod identity;
 pub mod ipam;
 pub mod node;
 pub mod nodepool;
@@ -21,6 +22,7 @@ pub mod pod;
 mod pool;
 pub mod runtime;
 
+pub use identity::NodeClients;
 pub use nodepool::run_nodepools;
 pub use pool::{PoolHandle, start, start_dynamic};
 
@@ -97,6 +99,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Watch PodBehaviors (sim.rkube.io) and apply them to the pool's pods.
     pub pod_behaviors: bool,
+    /// Each node's own client (`system:node:<name>`) for its writes: registration, node status,
+    /// lease, pod status, pod deletes, events. None: the pool's client does everything. The
+    /// shared watches (pods, nodes, PodBehaviors, Namespaces) always use the pool's client.
+    pub node_clients: Option<NodeClients>,
 }
 
 impl Default for Config {
@@ -113,6 +119,7 @@ impl Default for Config {
             events: true,
             max_in_flight: 64,
             pod_behaviors: true,
+            node_clients: None,
         }
     }
 }

@@ -201,6 +201,15 @@ struct Pool {
     behavior_relist: Option<Vec<PodBehavior>>,
 }
 
+/// The client `node`'s writes go through (made per write: in-process and impersonating clients
+/// are cheap, and a pool of 1,000 nodes keeps no per-node client alive).
+fn client_for(clients: &Option<crate::NodeClients>, pool: &kube::Client, node: &str) -> kube::Client {
+    match clients {
+        Some(f) => f.client(node),
+        None => pool.clone(),
+    }
+}
+
 /// A node address for the pool's i-th node: 172.16.0.2 onwards.
 fn default_ip(i: usize) -> String {
     Ipv4Addr::from(u32::from(Ipv4Addr::new(172, 16, 0, 2)).wrapping_add(i as u32)).to_string()
@@ -257,6 +266,12 @@ impl Pool {
     fn schedule(&mut self, at: Instant, t: Timer) {
         self.seq += 1;
         self.timers.push(Reverse((at, self.seq, t)));
+    }
+
+    /// The client node `idx`'s writes go through: its own identity when the pool has
+    /// [`crate::NodeClients`], else the pool's.
+    fn node_client(&self, idx: usize) -> kube::Client {
+        client_for(&self.cfg.node_clients, &self.client, &self.nodes[idx].cfg.name)
     }
 
     fn paused(&self, idx: usize) -> bool {
@@ -323,7 +338,7 @@ impl Pool {
         let body = node_object(&n.cfg, &n.ip);
         let name = n.cfg.name.clone();
         let labels = body["metadata"]["labels"].clone();
-        let api: Api<Node> = Api::all(self.client.clone());
+        let api: Api<Node> = Api::all(self.node_client(idx));
         let tx = self.tx.clone();
         let sem = self.sem.clone();
         let alive = n.alive.clone();
@@ -727,7 +742,7 @@ impl Pool {
         if self.cfg.events && !res.events.is_empty() {
             let bodies: Vec<Value> = res.events.iter().map(|ev| pod_event(&e.worker.pod, &node_name, ev)).collect();
             let ns = e.worker.pod.metadata.namespace.clone().unwrap_or_default();
-            let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+            let api: Api<Event> = Api::namespaced(client_for(&self.cfg.node_clients, &self.client, &node_name), &ns);
             let sem = self.sem.clone();
             tokio::spawn(async move {
                 for b in bodies {
@@ -746,7 +761,7 @@ impl Pool {
         if res.delete {
             if !e.deleting {
                 e.deleting = true;
-                let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+                let api: Api<Pod> = Api::namespaced(client_for(&self.cfg.node_clients, &self.client, &node_name), &ns);
                 let tx = self.tx.clone();
                 let sem = self.sem.clone();
                 let uid = uid.to_string();
@@ -787,7 +802,7 @@ impl Pool {
             return;
         }
         e.writing = true;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &ns);
+        let api: Api<Pod> = Api::namespaced(client_for(&self.cfg.node_clients, &self.client, &node_name), &ns);
         let tx = self.tx.clone();
         let sem = self.sem.clone();
         let uid = uid.to_string();
@@ -826,7 +841,7 @@ impl Pool {
             return;
         }
         n.status_in_flight = true;
-        let api: Api<Node> = Api::all(self.client.clone());
+        let api: Api<Node> = Api::all(client_for(&self.cfg.node_clients, &self.client, &n.cfg.name));
         let name = n.cfg.name.clone();
         let tx = self.tx.clone();
         let sem = self.sem.clone();
@@ -860,7 +875,7 @@ impl Pool {
         }
         let name = n.cfg.name.clone();
         let uid = n.uid.clone();
-        let api: Api<Lease> = Api::namespaced(self.client.clone(), "kube-node-lease");
+        let api: Api<Lease> = Api::namespaced(self.node_client(idx), "kube-node-lease");
         let sem = self.sem.clone();
         tokio::spawn(async move {
             let _permit = sem.acquire().await;

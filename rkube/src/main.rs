@@ -317,8 +317,19 @@ async fn main() -> Result<()> {
                         n
                     })
                     .collect();
-                let client = in_process_client(running.server.clone(), component_user("system:node:sim-pool"));
-                let cfg = rkube_kubelet::Config { nodes, ..Default::default() };
+                // The pool's shared watches and NodePool work run as `system:node:sim-pool`, outside
+                // `system:nodes` (not a node: no Node authorizer or NodeRestriction limits); each
+                // node's writes run as that node, `system:node:<name>` in `system:nodes`.
+                let pool_user = rkube_apiserver::server::User {
+                    name: "system:node:sim-pool".into(),
+                    groups: vec!["system:authenticated".into()],
+                };
+                let client = in_process_client(running.server.clone(), pool_user);
+                let server = running.server.clone();
+                let node_clients = rkube_kubelet::NodeClients::new(move |n| {
+                    in_process_client(server.clone(), component_user(&rkube_kubelet::identity::node_user(n)))
+                });
+                let cfg = rkube_kubelet::Config { nodes, node_clients: Some(node_clients), ..Default::default() };
                 let template = a.sim.node("template");
                 tasks.push(components::supervise("kubelet-sim-pool", move || {
                     rkube_kubelet::run_nodepools(client.clone(), cfg.clone(), template.clone())
@@ -334,8 +345,16 @@ async fn main() -> Result<()> {
                         n
                     })
                     .collect();
-                let client = in_process_client(running.server.clone(), component_user("system:node:sim-pool"));
-                let cfg = rkube_kubelet::Config { nodes, ..Default::default() };
+                let pool_user = rkube_apiserver::server::User {
+                    name: "system:node:sim-pool".into(),
+                    groups: vec!["system:authenticated".into()],
+                };
+                let client = in_process_client(running.server.clone(), pool_user);
+                let server = running.server.clone();
+                let node_clients = rkube_kubelet::NodeClients::new(move |n| {
+                    in_process_client(server.clone(), component_user(&rkube_kubelet::identity::node_user(n)))
+                });
+                let cfg = rkube_kubelet::Config { nodes, node_clients: Some(node_clients), ..Default::default() };
                 tasks.push(components::supervise("kubelet-sim-pool", move || {
                     rkube_kubelet::run(client.clone(), cfg.clone())
                 }));

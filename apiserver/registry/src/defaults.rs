@@ -108,6 +108,19 @@ pub fn apply_defaults(group: &str, version: &str, kind: &str, obj: &mut Value) {
                 default_webhook(w, mutating);
             }
         }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy") => {
+            if let Some(spec) = ensure_obj(obj, "spec") {
+                set_str(spec, "failurePolicy", "Fail");
+                if let Some(mc) = spec.get_mut("matchConstraints") {
+                    default_match_resources(mc);
+                }
+            }
+        }
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding") => {
+            if let Some(mr) = obj.pointer_mut("/spec/matchResources") {
+                default_match_resources(mr);
+            }
+        }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => {
             if let Some(spec) = ensure_obj(obj, "spec")
                 && let Some(conv) = ensure_obj(spec, "conversion")
@@ -750,6 +763,18 @@ fn default_hpa(version: &str, obj: &mut Value) {
             set(down, "stabilizationWindowSeconds", json!(300));
             set(down, "selectPolicy", json!("Max"));
             set(down, "policies", json!([{"type":"Percent","value":100,"periodSeconds":15}]));
+        }
+    }
+}
+
+/// MatchResources of admission policies and bindings.
+fn default_match_resources(mr: &mut Value) {
+    set_str(mr, "matchPolicy", "Equivalent");
+    set(mr, "namespaceSelector", json!({}));
+    set(mr, "objectSelector", json!({}));
+    for key in ["resourceRules", "excludeResourceRules"] {
+        for r in arr_mut(mr, key) {
+            set_str(r, "scope", "*");
         }
     }
 }

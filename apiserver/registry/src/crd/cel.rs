@@ -27,6 +27,10 @@
 //! Cost: every comprehension charges its range size times the size of its body before
 //! it runs; a rule stops at [`PER_CALL_LIMIT`] and a whole validation at
 //! [`RUNTIME_COST_BUDGET`] (plus a wall-clock guard), with upstream's messages.
+//!
+//! Also the same library for admission expressions (ValidatingAdmissionPolicy,
+//! matchConditions): [`compile_admission_expression`] against declared top-level variables
+//! and [`eval_admission_expression`] with bindings and a shared [`CelBudget`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -754,7 +758,16 @@ fn compile_rule(
 fn compile_expression(env: &Env, source: &str, ty: &Ty, optional_old_self: bool) -> Result<(IdedExpr, bool), String> {
     let program = env.compile(source).map_err(|e| e.to_string())?;
     let expr = program.expression();
-    let mut checker = Checker { scopes: Vec::new(), uses_old_self: false, error: None, ty, optional_old_self };
+    let mut checker = Checker {
+        scopes: Vec::new(),
+        uses_old_self: false,
+        error: None,
+        ty,
+        optional_old_self,
+        declared: None,
+        composited: None,
+        variables_used: Vec::new(),
+    };
     checker.check(expr);
     if let Some((id, msg)) = checker.error {
         let start = program.source_info().offset_for(id).map_or(0, |(start, _)| start as usize).min(source.len());
@@ -787,6 +800,12 @@ struct Checker<'a> {
     error: Option<(u64, String)>,
     ty: &'a Ty,
     optional_old_self: bool,
+    /// Admission expressions: the declared top-level variables (instead of `self`/`oldSelf`).
+    declared: Option<&'a [&'a str]>,
+    /// Admission expressions: the composited variables `variables.<name>` may name.
+    composited: Option<&'a [String]>,
+    /// Admission expressions: the `variables.<name>` referenced (`*` when `variables` is used whole).
+    variables_used: Vec<String>,
 }
 
 impl Checker<'_> {
@@ -805,6 +824,32 @@ impl Checker<'_> {
             return;
         }
         match &e.expr {
+            Expr::Ident(name) if self.declared.is_some() => {
+                let declared = self.declared.unwrap_or_default();
+                if self.in_scope(name) || TYPE_IDENTS.contains(&name.as_str()) {
+                    return;
+                }
+                if !declared.contains(&name.as_str()) {
+                    self.fail(e.id, format!("undeclared reference to '{name}' (in container '')"));
+                } else if name == "variables" {
+                    self.variables_used.push("*".to_string());
+                }
+            }
+            Expr::Select(sel) if self.declared.is_some() => {
+                if let Expr::Ident(root) = &sel.operand.expr
+                    && root == "variables"
+                    && !self.in_scope(root)
+                    && self.declared.unwrap_or_default().contains(&"variables")
+                {
+                    if !self.composited.unwrap_or_default().iter().any(|v| v == &sel.field) {
+                        self.fail(e.id, format!("undefined field '{}'", sel.field));
+                    } else {
+                        self.variables_used.push(sel.field.clone());
+                    }
+                    return;
+                }
+                self.check(&sel.operand);
+            }
             Expr::Ident(name) => {
                 if name == "oldSelf" {
                     self.uses_old_self = true;
@@ -1454,6 +1499,219 @@ fn register_library(ctx: &mut Context<'static, 'static>) {
         let (a, b) = (list_of(&a, "sets.intersects")?, list_of(&b, "sets.intersects")?);
         Ok(b.iter().any(|x| a.contains(x)))
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Admission expressions (ValidatingAdmissionPolicy, matchConditions)
+// ---------------------------------------------------------------------------------------------
+
+/// One admission CEL expression (a matchCondition, validation, messageExpression,
+/// variable, auditAnnotation valueExpression), compiled once against declared top-level
+/// variables. Evaluate it with [`eval_admission_expression`].
+#[derive(Debug, Clone)]
+pub struct AdmissionExpression {
+    source: String,
+    expr: IdedExpr,
+    variables_used: Vec<String>,
+}
+
+impl AdmissionExpression {
+    /// The expression as written.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+    /// The composited variables (`variables.<name>`) this expression references; `*` when it
+    /// uses `variables` as a whole.
+    pub fn variables_used(&self) -> &[String] {
+        &self.variables_used
+    }
+}
+
+/// Compile `source` with the top-level variables `declared` (e.g. `object`, `oldObject`,
+/// `request`, `params`, `namespaceObject`, `variables`) and, when `variables` is declared,
+/// the names `variables.<name>` may use (`composited`). Errors are worded as upstream's
+/// admission CEL compiler words them: `compilation failed: ERROR: <input>:1:5: undeclared
+/// reference to 'x' (in container '')` plus the source and caret lines, or `must evaluate
+/// to bool` when `expect` names a type (`bool`, `string`) and the expression is a literal
+/// of another type (without a type checker, only literals are known not to fit).
+pub fn compile_admission_expression(
+    source: &str,
+    declared: &[&str],
+    composited: &[String],
+    expect: Option<&str>,
+) -> Result<AdmissionExpression, String> {
+    compile_admission_inner(source, declared, composited, expect).map_err(|e| match e {
+        Ok(msg) => msg,
+        Err(msg) => format!("compilation failed: {msg}"),
+    })
+}
+
+/// The literal type of a literal expression (`None` for anything computed).
+fn literal_type(expr: &IdedExpr) -> Option<&'static str> {
+    Some(match &expr.expr {
+        Expr::Literal(LiteralValue::Boolean(_)) => "bool",
+        Expr::Literal(LiteralValue::Int(_)) => "int",
+        Expr::Literal(LiteralValue::UInt(_)) => "uint",
+        Expr::Literal(LiteralValue::Double(_)) => "double",
+        Expr::Literal(LiteralValue::String(_)) => "string",
+        Expr::Literal(LiteralValue::Bytes(_)) => "bytes",
+        Expr::Literal(LiteralValue::Null) => "null_type",
+        Expr::List(_) => "list",
+        Expr::Map(_) => "map",
+        _ => return None,
+    })
+}
+
+/// Err(Ok(msg)): a type error shown as is; Err(Err(msg)): a parse/check error.
+fn compile_admission_inner(
+    source: &str,
+    declared: &[&str],
+    composited: &[String],
+    expect: Option<&str>,
+) -> Result<AdmissionExpression, Result<String, String>> {
+    let env = shared_env();
+    let program = env.compile(source).map_err(|e| Err(e.to_string()))?;
+    let expr = program.expression();
+    let mut checker = Checker {
+        scopes: Vec::new(),
+        uses_old_self: false,
+        error: None,
+        ty: &Ty::Dyn,
+        optional_old_self: false,
+        declared: Some(declared),
+        composited: Some(composited),
+        variables_used: Vec::new(),
+    };
+    checker.check(expr);
+    if let Some((id, msg)) = checker.error {
+        let start = program.source_info().offset_for(id).map_or(0, |(start, _)| start as usize).min(source.len());
+        let before = source.get(..start).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        let col = before[line_start..].chars().count() + 1;
+        let snippet = source.lines().nth(line - 1).unwrap_or_default();
+        let caret = format!("{:.>width$}", "^", width = col);
+        return Err(Err(format!("ERROR: <input>:{line}:{col}: {msg}\n | {snippet}\n | {caret}")));
+    }
+    if let Some(want) = expect
+        && let Some(got) = literal_type(expr)
+        && got != want
+    {
+        return Err(Ok(format!("must evaluate to {want}")));
+    }
+    let mut instrumented = expr.clone();
+    instrument(&mut instrumented);
+    let mut variables_used = checker.variables_used;
+    variables_used.sort();
+    variables_used.dedup();
+    Ok(AdmissionExpression { source: source.to_string(), expr: instrumented, variables_used })
+}
+
+/// JSON data as a dynamic CEL value (objects → maps, integers → int, other numbers → double).
+pub fn json_to_cel(v: &Value) -> CelValue {
+    dyn_value(v)
+}
+
+/// Why an admission expression did not produce a value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdmissionEvalError {
+    /// A runtime error, worded as cel-go does (`no such key: x`).
+    Failed(String),
+    /// The expression went over the per-expression cost limit.
+    CostLimitExceeded,
+    /// The evaluation's whole budget ran out (no further expression should run).
+    BudgetExhausted,
+}
+
+impl std::fmt::Display for AdmissionEvalError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AdmissionEvalError::Failed(m) => f.write_str(m),
+            AdmissionEvalError::CostLimitExceeded => f.write_str("operation cancelled: actual cost limit exceeded"),
+            AdmissionEvalError::BudgetExhausted => f.write_str(
+                "validation failed due to running out of cost budget, no further validation rules will be run",
+            ),
+        }
+    }
+}
+
+/// The cost budget shared by the expressions of one admission evaluation (one policy and
+/// binding, or one set of matchConditions): [`RUNTIME_COST_BUDGET`] in total,
+/// [`PER_CALL_LIMIT`] per expression, and a wall-clock guard.
+pub struct CelBudget {
+    meter: Arc<Meter>,
+}
+
+impl Default for CelBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CelBudget {
+    pub fn new() -> Self {
+        CelBudget {
+            meter: Arc::new(Meter {
+                total: AtomicU64::new(0),
+                call: AtomicU64::new(0),
+                deadline: Instant::now() + EVALUATION_TIME_LIMIT,
+                call_exceeded: AtomicBool::new(false),
+                budget_exceeded: AtomicBool::new(false),
+            }),
+        }
+    }
+    /// Whether the whole budget is used up.
+    pub fn exhausted(&self) -> bool {
+        self.meter.budget_exceeded.load(Ordering::Relaxed)
+            || self.meter.total.load(Ordering::Relaxed) >= RUNTIME_COST_BUDGET
+    }
+}
+
+/// Evaluate `expr` with `bindings` (name → value for each declared variable; `variables`
+/// as a map of the composited variables it uses), charging `budget`.
+pub fn eval_admission_expression(
+    expr: &AdmissionExpression,
+    bindings: &[(&str, CelValue)],
+    budget: &CelBudget,
+) -> Result<CelValue, AdmissionEvalError> {
+    if budget.exhausted() {
+        return Err(AdmissionEvalError::BudgetExhausted);
+    }
+    let meter = budget.meter.clone();
+    let mut ctx = Context::with_env(shared_env());
+    for (name, value) in bindings {
+        ctx.add_variable_from_value(*name, value.clone());
+    }
+    let charge = meter.clone();
+    let _ = ctx.add_function(ITER_FN, move |range: CelValue, weight: i64| -> Result<CelValue, ExecutionError> {
+        let n = match &range {
+            CelValue::List(l) => l.len() as u64,
+            CelValue::Map(m) => m.map.len() as u64,
+            _ => 1,
+        };
+        charge.charge(n.saturating_mul(weight.max(1) as u64))?;
+        Ok(range)
+    });
+    register_library(&mut ctx);
+    meter.call.store(0, Ordering::Relaxed);
+    meter.call_exceeded.store(false, Ordering::Relaxed);
+    let _ = meter.charge(node_count(&expr.expr));
+    let result = CelValue::resolve(&expr.expr, &ctx);
+    if meter.budget_exceeded.load(Ordering::Relaxed) {
+        return Err(AdmissionEvalError::BudgetExhausted);
+    }
+    if meter.call_exceeded.load(Ordering::Relaxed) {
+        return Err(AdmissionEvalError::CostLimitExceeded);
+    }
+    result.map_err(|e| match e {
+        ExecutionError::NoSuchOverload(o) => AdmissionEvalError::Failed(format!("no such overload: {o}")),
+        other => AdmissionEvalError::Failed(exec_error_text(&other)),
+    })
+}
+
+/// cel-go's name of a value's type (`int`, `string`, `map`, …).
+pub fn cel_type_name(v: &CelValue) -> String {
+    v.type_of().to_string()
 }
 
 #[cfg(test)]

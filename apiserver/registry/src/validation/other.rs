@@ -28,6 +28,9 @@ pub(super) fn validate(group: &str, kind: &str, obj: &Value, old: Option<&Value>
         ("scheduling.k8s.io", "PriorityClass") => validate_priority_class(obj, old, errs),
         ("storage.k8s.io", "StorageClass") => validate_storage_class(obj, old, errs),
         ("discovery.k8s.io", "EndpointSlice") => validate_endpoint_slice(obj, old, errs),
+        ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy" | "ValidatingAdmissionPolicyBinding") => {
+            errs.extend(crate::admission::policy::validate_policy(obj))
+        }
         _ => {}
     }
 }
