@@ -310,15 +310,16 @@ fn rkube_component_rules() -> Vec<(&'static str, Vec<Value>)> {
                 rkube_rule(&["patch"], "", &["persistentvolumes/status"]),
             ],
         ),
-        // The simulated kubelets' pool: NodePools and PodBehaviors, the namespaces pods
-        // behave in, and removal of the nodes of a shrunk NodePool.
+        // The simulated kubelets' pool (not in `system:nodes`; each node writes as itself): the
+        // shared watches of pods, nodes, PodBehaviors and the namespaces pods behave in, the
+        // NodePools it reconciles, and removal of the nodes of a shrunk NodePool.
         (
             "sim-node-pool",
             vec![
+                rkube_rule(READ, "", &["pods", "namespaces"]),
+                rkube_rule(&["get", "list", "watch", "delete"], "", &["nodes"]),
                 rkube_rule(READ, "sim.rkube.io", &["nodepools", "podbehaviors"]),
                 rkube_rule(&["get", "update", "patch"], "sim.rkube.io", &["nodepools/status"]),
-                rkube_rule(READ, "", &["namespaces"]),
-                rkube_rule(&["delete"], "", &["nodes"]),
             ],
         ),
     ]
@@ -405,7 +406,12 @@ mod rkube_policy_tests {
             Some((r, s)) => (r, Some(s)),
             None => (resource, None),
         };
-        let a = resource_attributes(&component_user(&name), verb, ns, group, res, sub, None);
+        // The node pool runs outside `system:nodes` (main.rs); everyone else as `component_user`.
+        let user = match name.as_str() {
+            "system:node:sim-pool" => User { name, groups: vec!["system:authenticated".into()] },
+            _ => component_user(&name),
+        };
+        let a = resource_attributes(&user, verb, ns, group, res, sub, None);
         matches!(p.authorize(&a), Decision::Allow(_))
     }
 
@@ -472,7 +478,11 @@ mod rkube_policy_tests {
             ("node-ipam-controller", "patch", all, "", "nodes"),
             ("system:kube-scheduler", "create", ns, "", "pods/binding"),
             ("system:node:sim-pool", "watch", all, "sim.rkube.io", "nodepools"),
-            ("system:node:sim-pool", "update", ns, "", "pods/status"),
+            ("system:node:sim-pool", "list", None, "", "pods"),
+            ("system:node:sim-pool", "watch", None, "", "nodes"),
+            ("system:node:sim-pool", "delete", None, "", "nodes"),
+            ("system:node:sim-pool", "update", None, "sim.rkube.io", "nodepools/status"),
+            ("system:node:sim-0", "update", ns, "", "pods/status"),
         ];
         for (who, verb, ns, group, resource) in needs {
             assert!(can(&p, who, verb, *ns, group, resource), "{who} cannot {verb} {group}/{resource} in {ns:?}");
@@ -497,6 +507,8 @@ mod rkube_policy_tests {
             ("job-controller", "list", None, "apps", "deployments"),
             ("system:kube-scheduler", "delete", ns, "apps", "deployments"),
             ("system:node:sim-pool", "list", None, "rbac.authorization.k8s.io", "clusterroles"),
+            ("system:node:sim-pool", "update", ns, "", "pods/status"),
+            ("system:node:sim-pool", "list", None, "", "secrets"),
         ];
         for (who, verb, ns, group, resource) in denied {
             assert!(!can(&p, who, verb, *ns, group, resource), "{who} may {verb} {group}/{resource} in {ns:?}");
