@@ -196,12 +196,18 @@ impl Server {
                 .ok_or_else(|| anyhow::anyhow!("{resource} missing from the resource table"))?;
             for o in objs {
                 let ns = o.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
-                match self.create_object(info, &Default::default(), ns.as_deref(), o, &w).await {
+                match self.create_object(info, &Default::default(), ns.as_deref(), o.clone(), &w).await {
                     Ok(_) => {}
-                    Err(e) if e.code == 409 => {}
+                    Err(e) if e.code == 409 => self.reconcile_bootstrap(info, ns.as_deref(), o, &w).await?,
                     Err(e) => anyhow::bail!("bootstrap {resource}: {}", e.message),
                 }
             }
+        }
+        // Broad roles of earlier rkube versions, replaced by per-component ones.
+        let crbs = rkube_registry::resources::lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+            .ok_or_else(|| anyhow::anyhow!("clusterrolebindings missing from the resource table"))?;
+        for stale in ["system:rkube:controller-informers", "system:rkube:controller-writes"] {
+            let _ = self.delete_object(crbs, &Default::default(), None, stale, &Default::default()).await;
         }
         // Build the policy now, from every bootstrap object: requests that arrive while a later
         // rebuild runs are decided by the previous policy, which must never be the empty one.
@@ -226,6 +232,42 @@ impl Server {
             }
         });
         Ok(())
+    }
+
+    /// A bootstrap object that already exists is brought back to the
+    /// bootstrap version unless it is annotated
+    /// `rbac.authorization.kubernetes.io/autoupdate: "false"` (upstream
+    /// reconciles its bootstrap policy at every start too; aggregated roles
+    /// keep the rules their aggregation filled in).
+    async fn reconcile_bootstrap(
+        &self,
+        info: &'static rkube_registry::resources::ResourceInfo,
+        ns: Option<&str>,
+        want: Value,
+        w: &WriteOptions,
+    ) -> anyhow::Result<()> {
+        let name = crate::objects::name(&want).to_string();
+        let key = crate::objects::key(info, ns, &name);
+        let Some(have) = self.cache.get(&key, 0).await.ok().flatten() else { return Ok(()) };
+        let have = &have.object;
+        let auto = have.pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate");
+        if auto.and_then(Value::as_str) == Some("false") {
+            return Ok(());
+        }
+        let aggregated = want.get("aggregationRule").is_some();
+        let same = ["roleRef", "subjects", "aggregationRule"].iter().all(|f| want.get(*f) == have.get(*f))
+            && (aggregated || want.get("rules") == have.get("rules"));
+        if same {
+            return Ok(());
+        }
+        let mut new = want;
+        if aggregated && let Some(rules) = have.get("rules") {
+            new["rules"] = rules.clone();
+        }
+        match self.update_object(info, &Default::default(), ns, &name, Change::Replace(new), w).await {
+            Ok(_) => Ok(()),
+            Err(e) => anyhow::bail!("reconciling bootstrap {} {name}: {}", info.resource, e.message),
+        }
     }
 
     async fn aggregate_cluster_roles(&self) {

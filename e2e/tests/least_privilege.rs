@@ -1,4 +1,4 @@
-//! Least privilege for rkube's own components: under `--authorization-mode=RBAC`
+//! Least privilege for rkube's own components: under `--authorization-mode=Node,RBAC`
 //! every controller, the scheduler and the simulated kubelets run a representative
 //! workload to convergence with no request refused (the audit log holds no 403
 //! for any `system:` user), while each component is held to what it needs.
@@ -233,7 +233,7 @@ fn components_converge_without_a_refusal_and_with_no_more_than_they_need() {
             "--sim-nodes",
             "2",
             "--authorization-mode",
-            "RBAC",
+            "Node,RBAC",
             "--audit-log-path",
             audit.to_str().unwrap(),
             "--horizontal-pod-autoscaler-sync-period",

@@ -2,7 +2,7 @@
 //! file and ServiceAccount tokens from `kubectl create token`), whoami and
 //! can-i, Secrets encrypted at rest, and the audit log naming each component.
 
-use rkube_e2e::{Cluster, eventually, ok};
+use rkube_e2e::{Cluster, eventually, fails, ok};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
@@ -63,8 +63,9 @@ fn tokens_encryption_and_audit() {
     let sa_token = ok(c.kubectl(&["create", "token", "default", "--duration=10m"]));
     let out = as_token(sa_token.trim(), &["auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "system:serviceaccount:default:default");
+    // RBAC (on by default, with the Node authorizer) grants a fresh ServiceAccount nothing
     let can = as_token(sa_token.trim(), &["auth", "can-i", "list", "pods"]);
-    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "yes");
+    assert_eq!(String::from_utf8_lossy(&can.stdout).trim(), "no");
     // a legacy token Secret is filled in by the token controller and authenticates
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n  annotations: {kubernetes.io/service-account.name: default}\ntype: kubernetes.io/service-account-token\n";
     ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(secret)));
@@ -130,7 +131,7 @@ fn tokens_encryption_and_audit() {
         (users.contains("system:kube-scheduler") && users.contains("jane")).then_some(users)
     })
     .expect("audit events of the scheduler and of jane");
-    for u in ["admin", "system:serviceaccount:kube-system:replicaset-controller", "system:node:sim-pool"] {
+    for u in ["admin", "system:serviceaccount:kube-system:replicaset-controller", "system:node:sim-0"] {
         assert!(users.contains(u), "no audit event of {u}: {users:?}");
     }
 }
@@ -143,7 +144,7 @@ fn rbac_decides_who_can_do_what() {
     std::fs::write(&tokens, "jane-token,jane,1001,\"dev\"\neddie-token,eddie,1002,\"\"\n").unwrap();
     let c = Cluster::start(
         BIN,
-        &["--sim-nodes", "1", "--authorization-mode", "RBAC", "--token-auth-file", tokens.to_str().unwrap()],
+        &["--sim-nodes", "2", "--authorization-mode", "Node,RBAC", "--token-auth-file", tokens.to_str().unwrap()],
     )
     .unwrap();
     let server = c.url();
@@ -159,6 +160,35 @@ fn rbac_decides_who_can_do_what() {
     // the components work under their own identities with the bootstrap policy
     ok(c.kubectl(&["create", "deployment", "web", "--image=nginx", "--replicas=2"]));
     ok(c.kubectl(&["rollout", "status", "deployment/web", "--timeout=60s"]));
+    // kubelets: the Node authorizer and NodeRestriction keep each to its own node and pods
+    let as_node = |node: &str, args: &[&str]| {
+        let user = format!("--as=system:node:{node}");
+        let mut all = vec![user.as_str(), "--as-group=system:nodes"];
+        all.extend_from_slice(args);
+        c.kubectl(&all)
+    };
+    ok(c.kubectl(&["create", "secret", "generic", "mounted", "--from-literal=k=v"]));
+    ok(c.kubectl(&["create", "secret", "generic", "unrelated", "--from-literal=k=v"]));
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: uses-secret\nspec:\n  nodeName: sim-0\n  containers:\n  - {name: c, image: busybox}\n  volumes:\n  - name: s\n    secret: {secretName: mounted}\n";
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(pod)));
+    ok(as_node("sim-0", &["get", "secret", "mounted"]));
+    let err = fails(as_node("sim-1", &["get", "secret", "mounted"]));
+    assert!(err.contains("no relationship found between node 'sim-1' and this object"), "{err}");
+    let err = fails(as_node("sim-0", &["get", "secret", "unrelated"]));
+    assert!(err.contains("no relationship found between node 'sim-0' and this object"), "{err}");
+    ok(as_node("sim-0", &["label", "node", "sim-0", "rack=r1"]));
+    // (kubectl reads before it patches, and a node may read only itself: PUT the object directly)
+    let mut other: serde_json::Value =
+        serde_json::from_str(&ok(c.kubectl(&["get", "node", "sim-1", "-o", "json"]))).unwrap();
+    other["metadata"]["labels"]["rack"] = "r1".into();
+    let body = dir.path().join("sim-1.json");
+    std::fs::write(&body, other.to_string()).unwrap();
+    let err = fails(as_node("sim-0", &["replace", "--raw", "/api/v1/nodes/sim-1", "-f", body.to_str().unwrap()]));
+    assert!(err.contains("node \"sim-0\" is not allowed to modify node \"sim-1\""), "{err}");
+    let err = fails(as_node("sim-0", &["label", "node", "sim-0", "node-restriction.kubernetes.io/pool=a"]));
+    assert!(err.contains("is not allowed to modify labels: node-restriction.kubernetes.io/pool"), "{err}");
+    let err = fails(as_node("sim-1", &["delete", "pod", "uses-secret"]));
+    assert!(err.contains("forbidden"), "{err}");
     // a token user with no grants is forbidden, with upstream's message
     let out = run(Some("jane-token"), &["get", "pods"]);
     assert!(!out.status.success());

@@ -221,8 +221,11 @@ struct ServerArgs {
     /// Static bearer tokens (CSV: token,user,uid,"group1,group2").
     #[arg(long)]
     token_auth_file: Option<PathBuf>,
-    /// `AlwaysAllow` (every authenticated user may do everything) or `RBAC`.
-    #[arg(long, default_value = "AlwaysAllow")]
+    /// Authorizers tried in order: `Node` (kubelets reach only what their pods
+    /// use), `RBAC`, `AlwaysAllow` (every authenticated user may do
+    /// everything), `AlwaysDeny`. The default is what upstream clusters run
+    /// (kube-apiserver's own flag defaults to AlwaysAllow).
+    #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: String,
     /// Run only the apiserver: no controllers, no scheduler.
     #[arg(long)]

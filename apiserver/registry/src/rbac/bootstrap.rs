@@ -100,13 +100,23 @@ fn sa(namespace: &str, name: &str) -> Value {
 }
 
 fn cluster_binding(name: &str, role: &str, subjects: Vec<Value>) -> Value {
-    json!({
+    let mut b = json!({
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRoleBinding",
         "metadata": metadata(name, None, &[]),
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
         "subjects": subjects,
-    })
+    });
+    if subjects_empty(&b) {
+        if let Some(o) = b.as_object_mut() {
+            o.remove("subjects");
+        }
+    }
+    b
+}
+
+fn subjects_empty(b: &Value) -> bool {
+    b["subjects"].as_array().is_some_and(Vec::is_empty)
 }
 
 fn role_binding(namespace: &str, name: &str, role: &str, subjects: Vec<Value>) -> Value {
@@ -870,7 +880,9 @@ pub fn bootstrap_policy() -> (Vec<Value>, Vec<Value>, Vec<Value>, Vec<Value>) {
         cluster_binding("system:kube-dns", "system:kube-dns", vec![sa("kube-system", "kube-dns")]),
         cluster_binding("system:kube-scheduler", "system:kube-scheduler", vec![user("system:kube-scheduler")]),
         cluster_binding("system:volume-scheduler", "system:volume-scheduler", vec![user("system:kube-scheduler")]),
-        cluster_binding("system:node", "system:node", vec![group("system:nodes")]),
+        // No subjects, as upstream since 1.8: kubelets are authorized by the Node
+        // authorizer (which also applies the node rules), not by their group.
+        cluster_binding("system:node", "system:node", vec![]),
         cluster_binding(
             "system:service-account-issuer-discovery",
             "system:service-account-issuer-discovery",
