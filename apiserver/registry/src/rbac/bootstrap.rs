@@ -107,10 +107,10 @@ fn cluster_binding(name: &str, role: &str, subjects: Vec<Value>) -> Value {
         "roleRef": {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": role},
         "subjects": subjects,
     });
-    if subjects_empty(&b) {
-        if let Some(o) = b.as_object_mut() {
-            o.remove("subjects");
-        }
+    if subjects_empty(&b)
+        && let Some(o) = b.as_object_mut()
+    {
+        o.remove("subjects");
     }
     b
 }
