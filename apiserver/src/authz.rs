@@ -524,8 +524,9 @@ mod rkube_policy_tests {
             ("system:node:sim-pool", "watch", None, "", "nodes"),
             ("system:node:sim-pool", "delete", None, "", "nodes"),
             ("system:node:sim-pool", "update", None, "sim.rkube.io", "nodepools/status"),
-            ("system:node:sim-0", "update", ns, "", "pods/status"),
         ];
+        // Kubelets get nothing from RBAC (the Node authorizer decides for them).
+        assert!(!can(&p, "system:node:sim-0", "update", ns, "", "pods/status"));
         for (who, verb, ns, group, resource) in needs {
             assert!(can(&p, who, verb, *ns, group, resource), "{who} cannot {verb} {group}/{resource} in {ns:?}");
         }

@@ -125,6 +125,14 @@ pub struct Config {
     /// `--authorization-mode`: a comma list of `AlwaysAllow` (default, as upstream), `AlwaysDeny`,
     /// `Node`, `RBAC`, tried in order (`Node,RBAC` as upstream clusters run).
     pub authorization_mode: String,
+    /// `--anonymous-auth`: unauthenticated requests may read health, version
+    /// and the OIDC discovery paths (everything else is 401 either way).
+    pub anonymous_auth: bool,
+    /// `--service-account-issuer` (the first signs, all are accepted; empty:
+    /// `https://kubernetes.default.svc.cluster.local`).
+    pub service_account_issuers: Vec<String>,
+    /// `--api-audiences` (empty: the issuers).
+    pub api_audiences: Vec<String>,
 }
 
 impl Config {
@@ -147,6 +155,9 @@ impl Config {
             audit_log_maxage: 0,
             token_auth_file: None,
             authorization_mode: "AlwaysAllow".into(),
+            anonymous_auth: true,
+            service_account_issuers: Vec::new(),
+            api_audiences: Vec::new(),
         }
     }
 }
@@ -279,7 +290,15 @@ pub async fn start(cfg: Config) -> Result<Running> {
             .map_err(|e| anyhow::anyhow!("--audit-log-path: {e}"))?;
         server.set_audit(policy, log);
     }
-    let signer = authn::Signer::load_or_create(&pki_dir).map_err(|e| anyhow::anyhow!("service account key: {e}"))?;
+    let mut signer =
+        authn::Signer::load_or_create(&pki_dir).map_err(|e| anyhow::anyhow!("service account key: {e}"))?;
+    if !cfg.service_account_issuers.is_empty() {
+        signer = signer.with_issuers(cfg.service_account_issuers.clone());
+    }
+    if !cfg.api_audiences.is_empty() {
+        signer = signer.with_api_audiences(cfg.api_audiences.clone());
+    }
+    server.set_anonymous_auth(cfg.anonymous_auth);
     let file = match &cfg.token_auth_file {
         Some(p) => Some(authn::TokenFile::load(p).map_err(|e| anyhow::anyhow!("--token-auth-file: {e}"))?),
         None => None,

@@ -74,6 +74,8 @@ pub struct Server {
     rbac: OnceLock<crate::authz::Rbac>,
     /// Webhooks, admission policies and NodeRestriction.
     pub(crate) dynamic: crate::dynamic_admission::DynamicAdmission,
+    /// `--anonymous-auth`: unauthenticated requests may read the public paths.
+    anonymous_auth: AtomicBool,
 }
 
 /// What bearer tokens can authenticate as.
@@ -110,6 +112,7 @@ impl Server {
             tokens: OnceLock::new(),
             rbac: OnceLock::new(),
             dynamic: Default::default(),
+            anonymous_auth: AtomicBool::new(true),
         })
     }
 
@@ -125,6 +128,11 @@ impl Server {
     /// Start writing audit events.
     pub fn set_audit(&self, policy: crate::audit::Policy, log: crate::audit::AuditLog) {
         let _ = self.audit.set((policy, log));
+    }
+
+    /// `--anonymous-auth=false`: every path needs credentials, health and version too.
+    pub fn set_anonymous_auth(&self, enabled: bool) {
+        self.anonymous_auth.store(enabled, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Accept bearer tokens.
@@ -282,7 +290,8 @@ impl Server {
         let (parts, body) = req.into_parts();
         let path = parts.uri.path().to_string();
         let route = route(&path);
-        let public = matches!(&route, Route::NonResource(p) if is_public(p));
+        let public = matches!(&route, Route::NonResource(p) if is_public(p))
+            && self.anonymous_auth.load(std::sync::atomic::Ordering::Relaxed);
         let mut user = user;
         if user.is_none()
             && let Some(token) = parts

@@ -352,3 +352,36 @@ fn csr_approval_issues_a_client_certificate() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.starts_with("carol ") && text.contains("dev"), "{text} {}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// `--anonymous-auth=false` closes even the public paths; `--service-account-issuer`
+/// names the issuer of ServiceAccount tokens and of the discovery document.
+#[test]
+fn anonymous_auth_and_issuer_flags() {
+    let issuer = "https://issuer.rkube.example";
+    let c = Cluster::start(BIN, &["--anonymous-auth=false", "--service-account-issuer", issuer]).unwrap();
+    let server = c.url();
+    let ca = c.dir.path().join("pki/ca.crt");
+    // (kubectl asks for a password on a 401: curl shows the answer as it is)
+    let anonymous = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "--cacert"])
+            .arg(&ca)
+            .arg(format!("{server}{path}"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    for path in ["/healthz", "/version", "/.well-known/openid-configuration"] {
+        let body = anonymous(path);
+        assert!(body.contains("\"code\":401") && body.contains("Unauthorized"), "{path}: {body}");
+    }
+    let doc = ok(c.kubectl(&["get", "--raw", "/.well-known/openid-configuration"]));
+    assert!(doc.contains(&format!("\"issuer\":\"{issuer}\"")), "{doc}");
+    let token = ok(c.kubectl(&["create", "token", "default"]));
+    let claims = token.trim().split('.').nth(1).unwrap();
+    use base64::Engine;
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&claims).unwrap();
+    assert_eq!(claims["iss"], issuer);
+    assert_eq!(claims["aud"], serde_json::json!([issuer]));
+}

@@ -227,6 +227,16 @@ struct ServerArgs {
     /// (kube-apiserver's own flag defaults to AlwaysAllow).
     #[arg(long, default_value = "Node,RBAC")]
     authorization_mode: String,
+    /// Let unauthenticated requests read /healthz, /livez, /readyz, /version
+    /// and the OIDC discovery paths (`--anonymous-auth=false`: 401 there too).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// ServiceAccount token issuer; repeat to accept more (the first signs).
+    #[arg(long = "service-account-issuer")]
+    service_account_issuer: Vec<String>,
+    /// Audiences the API accepts in ServiceAccount tokens (comma-separated; default: the issuers).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
     /// Run only the apiserver: no controllers, no scheduler.
     #[arg(long)]
     apiserver_only: bool,
@@ -285,6 +295,9 @@ async fn main() -> Result<()> {
             cfg.audit_log_maxage = a.audit_log_maxage;
             cfg.token_auth_file = a.token_auth_file;
             cfg.authorization_mode = a.authorization_mode;
+            cfg.anonymous_auth = a.anonymous_auth;
+            cfg.service_account_issuers = a.service_account_issuer;
+            cfg.api_audiences = a.api_audiences;
             let started = std::time::Instant::now();
             let running = rkube_apiserver::start(cfg).await?;
             tracing::info!(url = %running.url(), elapsed_ms = started.elapsed().as_millis() as u64, "apiserver ready");
