@@ -65,14 +65,8 @@ impl Stage {
     }
 }
 
-/// The authenticated user, as the Event's `user`.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct UserInfo {
-    pub username: String,
-    pub uid: String,
-    pub groups: Vec<String>,
-    pub extra: BTreeMap<String, Vec<String>>,
-}
+/// The authenticated user, as the Event's `user` (authentication.k8s.io UserInfo).
+pub use rkube_registry::admission::UserInfo;
 
 /// Everything about a request the policy and the event need.
 #[derive(Clone, Debug, Default)]
@@ -380,18 +374,7 @@ pub fn event(
     ev.insert("stage".into(), json!(stage.as_str()));
     ev.insert("requestURI".into(), json!(attrs.request_uri));
     ev.insert("verb".into(), json!(attrs.verb));
-    let mut user = Map::new();
-    user.insert("username".into(), json!(attrs.user.username));
-    if !attrs.user.uid.is_empty() {
-        user.insert("uid".into(), json!(attrs.user.uid));
-    }
-    if !attrs.user.groups.is_empty() {
-        user.insert("groups".into(), json!(attrs.user.groups));
-    }
-    if !attrs.user.extra.is_empty() {
-        user.insert("extra".into(), json!(attrs.user.extra));
-    }
-    ev.insert("user".into(), Value::Object(user));
+    ev.insert("user".into(), attrs.user.to_value());
     if !attrs.source_ips.is_empty() {
         ev.insert("sourceIPs".into(), json!(attrs.source_ips));
     }

@@ -151,6 +151,56 @@ pub fn ok(out: Output) -> String {
     stdout
 }
 
+/// `kubectl <args>` against `c`: its stdout, or a panic with everything it printed.
+pub fn k(c: &Cluster, args: &[&str]) -> String {
+    ok(c.kubectl(args))
+}
+
+/// `kubectl apply -f -` of `yaml`.
+pub fn apply(c: &Cluster, yaml: &str) -> String {
+    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(yaml)))
+}
+
+/// Poll `kubectl <args>` (a jsonpath, say) until its stdout is `want`; returns
+/// the last output, stdout and stderr.
+pub fn wait_for(c: &Cluster, secs: u64, args: &[&str], want: &str) -> String {
+    let mut last = String::new();
+    let got = eventually(Duration::from_secs(secs), || {
+        let out = c.kubectl(args);
+        last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == want).then_some(())
+    });
+    assert!(got.is_some(), "kubectl {args:?}: wanted {want:?}, last saw {last:?}");
+    last
+}
+
+/// Submit and approve a CertificateSigningRequest for a client certificate
+/// (`kubernetes.io/kube-apiserver-client`) named `name`, with the subject
+/// `subj` (e.g. `/O=dev/CN=carol`); openssl makes the key (returned: its
+/// path, in the cluster's data dir) and the request.
+pub fn approve_client_csr(c: &Cluster, name: &str, subj: &str) -> PathBuf {
+    use base64::Engine;
+    let dir = c.dir.path();
+    let (key, csr) = (dir.join(format!("{name}.key")), dir.join(format!("{name}.csr")));
+    let status = Command::new("openssl")
+        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subj])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl makes the request");
+    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).expect("the request"));
+    let obj = format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
+    );
+    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&obj)));
+    k(c, &["certificate", "approve", name]);
+    key
+}
+
 /// stderr of a command that must fail.
 pub fn fails(out: Output) -> String {
     if out.status.success() {

@@ -4,15 +4,11 @@
 //! (CEL) with bindings, parameters and validation actions.
 
 use rkube_apiserver::webhook::testserver;
-use rkube_e2e::{Cluster, eventually, fails, ok};
+use rkube_e2e::{Cluster, apply, eventually, fails, ok};
 use serde_json::{Value, json};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
-
-fn apply(c: &Cluster, manifest: &str) {
-    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(manifest)));
-}
 
 /// Retry `args` until it fails with `needle` in its error (admission
 /// configurations take effect as the apiserver sees them, within moments).

@@ -3,31 +3,13 @@
 //! workload to convergence with no request refused (the audit log holds no 403
 //! for any `system:` user), while each component is held to what it needs.
 
-use rkube_e2e::{Cluster, eventually, ok};
+use rkube_e2e::{Cluster, apply, approve_client_csr, eventually, k, ok, wait_for};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
-
-fn k(c: &Cluster, args: &[&str]) -> String {
-    ok(c.kubectl(args))
-}
-
-fn apply(c: &Cluster, yaml: &str) -> String {
-    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(yaml)))
-}
-
-fn wait_for(c: &Cluster, secs: u64, args: &[&str], want: &str) {
-    let mut last = String::new();
-    let got = eventually(Duration::from_secs(secs), || {
-        let out = c.kubectl(args);
-        last = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && last == want).then_some(())
-    });
-    assert!(got.is_some(), "kubectl {args:?}: wanted {want:?}, last saw {last:?}");
-}
 
 /// Until `kubectl get <args>` fails with NotFound.
 fn wait_gone(c: &Cluster, secs: u64, args: &[&str]) {
@@ -108,31 +90,6 @@ spec:
   - type: Resource
     resource: {name: cpu, target: {type: Utilization, averageUtilization: 80}}
 ---
-apiVersion: v1
-kind: Service
-metadata: {name: db}
-spec:
-  clusterIP: None
-  selector: {app: db}
-  ports: [{port: 5432}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db}
-spec:
-  serviceName: db
-  replicas: 1
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers: [{name: db, image: postgres:16}]
-  volumeClaimTemplates:
-  - metadata: {name: data}
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources: {requests: {storage: 1Gi}}
----
 apiVersion: apps/v1
 kind: DaemonSet
 metadata: {name: agent}
@@ -200,29 +157,6 @@ spec:
   labels: {pool: extra}
 ";
 
-/// A CSR for a client certificate (openssl makes the request), approved by the admin.
-fn approve_csr(c: &Cluster) {
-    let dir = c.dir.path();
-    let csr = dir.join("carol.csr");
-    let status = std::process::Command::new("openssl")
-        .args(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"])
-        .args(["-subj", "/O=dev/CN=carol", "-keyout"])
-        .arg(dir.join("carol.key"))
-        .arg("-out")
-        .arg(&csr)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
-    use base64::Engine;
-    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
-    let obj = format!(
-        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: carol\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
-    );
-    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&obj)));
-    k(c, &["certificate", "approve", "carol"]);
-}
-
 #[test]
 fn components_converge_without_a_refusal_and_with_no_more_than_they_need() {
     let dir = tempfile::tempdir().unwrap();
@@ -245,6 +179,8 @@ fn components_converge_without_a_refusal_and_with_no_more_than_they_need() {
     .unwrap();
     k(&c, &["wait", "--for=condition=Established", "crd/nodepools.sim.rkube.io", "--timeout=10s"]);
     apply(&c, WORKLOAD);
+    // the StatefulSet of the workloads suite, with one replica
+    apply(&c, &include_str!("manifests/db-statefulset.yaml").replace("replicas: 3", "replicas: 1"));
     let parent_uid = k(&c, &["get", "cm", "parent", "-o", "jsonpath={.metadata.uid}"]);
     apply(
         &c,
@@ -253,7 +189,7 @@ fn components_converge_without_a_refusal_and_with_no_more_than_they_need() {
         ),
     );
     k(&c, &["create", "job", "manual", "--from=cronjob/nightly"]);
-    approve_csr(&c);
+    approve_client_csr(&c, "carol", "/O=dev/CN=carol");
 
     // everything converges
     k(&c, &["rollout", "status", "deployment/web", "--timeout=60s"]);

@@ -5,29 +5,13 @@
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
-use rkube_e2e::{Cluster, eventually, ok};
+use rkube_e2e::{Cluster, eventually, k, ok, wait_for};
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
-
-fn k(c: &Cluster, args: &[&str]) -> String {
-    ok(c.kubectl(args))
-}
-
-/// Poll a kubectl jsonpath until it equals `want`.
-fn wait_for(c: &Cluster, secs: u64, args: &[&str], want: &str) -> String {
-    let mut last = String::new();
-    let got = eventually(Duration::from_secs(secs), || {
-        let out = c.kubectl(args);
-        last = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        (out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == want).then_some(())
-    });
-    assert!(got.is_some(), "kubectl {args:?}: wanted {want:?}, last saw {last:?}");
-    last
-}
 
 /// Poll a kubectl command until it prints `n` non-empty lines.
 fn wait_count(c: &Cluster, secs: u64, args: &[&str], n: usize) {

@@ -2,7 +2,7 @@
 //! file and ServiceAccount tokens from `kubectl create token`), whoami and
 //! can-i, Secrets encrypted at rest, and the audit log naming each component.
 
-use rkube_e2e::{Cluster, eventually, fails, ok};
+use rkube_e2e::{Cluster, approve_client_csr, eventually, fails, ok};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
@@ -302,35 +302,8 @@ fn pod_security_and_quota_admission() {
 fn csr_approval_issues_a_client_certificate() {
     let c = Cluster::start(BIN, &[]).unwrap();
     let dir = c.dir.path();
-    let key = dir.join("carol.key");
-    let csr = dir.join("carol.csr");
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            "/O=dev/CN=carol",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl runs");
-    assert!(status.success());
+    let key = approve_client_csr(&c, "carol", "/O=dev/CN=carol");
     use base64::Engine;
-    let request = base64::engine::general_purpose::STANDARD.encode(std::fs::read(&csr).unwrap());
-    let obj = format!(
-        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: carol\nspec:\n  request: {request}\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n"
-    );
-    ok(c.kubectl_with("kubectl", &["create", "-f", "-"], Some(&obj)));
-    ok(c.kubectl(&["certificate", "approve", "carol"]));
     let cert = eventually(Duration::from_secs(20), || {
         let out = c.kubectl(&["get", "csr", "carol", "-o", "jsonpath={.status.certificate}"]);
         let s = String::from_utf8_lossy(&out.stdout).trim().to_string();

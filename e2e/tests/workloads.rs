@@ -2,55 +2,13 @@
 //! StatefulSet, DaemonSet, Job, CronJob, HorizontalPodAutoscaler, and drain
 //! with a PodDisruptionBudget.
 
-use rkube_e2e::{Cluster, eventually, fails, ok};
+use rkube_e2e::{Cluster, apply, fails, k, ok, wait_for};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_rkube");
 
-fn k(c: &Cluster, args: &[&str]) -> String {
-    ok(c.kubectl(args))
-}
-
-fn apply(c: &Cluster, yaml: &str) -> String {
-    ok(c.kubectl_with("kubectl", &["apply", "-f", "-"], Some(yaml)))
-}
-
-fn wait_for(c: &Cluster, secs: u64, args: &[&str], want: &str) {
-    let mut last = String::new();
-    let got = eventually(Duration::from_secs(secs), || {
-        let out = c.kubectl(args);
-        last = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        (out.status.success() && last == want).then_some(())
-    });
-    assert!(got.is_some(), "kubectl {args:?}: wanted {want:?}, last saw {last:?}");
-}
-
-const STS: &str = "apiVersion: v1
-kind: Service
-metadata: {name: db}
-spec:
-  clusterIP: None
-  selector: {app: db}
-  ports: [{port: 5432}]
----
-apiVersion: apps/v1
-kind: StatefulSet
-metadata: {name: db}
-spec:
-  serviceName: db
-  replicas: 3
-  selector: {matchLabels: {app: db}}
-  template:
-    metadata: {labels: {app: db}}
-    spec:
-      containers: [{name: db, image: postgres:16}]
-  volumeClaimTemplates:
-  - metadata: {name: data}
-    spec:
-      accessModes: [ReadWriteOnce]
-      resources: {requests: {storage: 1Gi}}
-";
+/// A headless Service and a 3-replica StatefulSet with a volume claim template.
+const STS: &str = include_str!("manifests/db-statefulset.yaml");
 
 #[test]
 fn statefulset_orders_pods_and_keeps_their_claims() {

@@ -321,7 +321,7 @@ async fn main() -> Result<()> {
             if !a.apiserver_only {
                 // rkube's own CRDs (NodePool, PodBehavior) and the simulated node pool that
                 // reconciles them, with the --sim-nodes nodes.
-                use rkube_apiserver::inprocess::{component_user, in_process_client};
+                use rkube_apiserver::inprocess::in_process_client;
                 let admin = in_process_client(running.server.clone(), rkube_apiserver::server::User::admin());
                 rkube_crds::install(admin).await?;
                 let nodes = (0..a.sim_nodes)
@@ -333,25 +333,13 @@ async fn main() -> Result<()> {
                         n
                     })
                     .collect();
-                // The pool's shared watches and NodePool work run as `system:node:sim-pool`, outside
-                // `system:nodes` (not a node: no Node authorizer or NodeRestriction limits); each
-                // node's writes run as that node, `system:node:<name>` in `system:nodes`.
-                let pool_user = rkube_apiserver::server::User {
-                    name: "system:node:sim-pool".into(),
-                    groups: vec!["system:authenticated".into()],
-                };
-                let client = in_process_client(running.server.clone(), pool_user);
-                let server = running.server.clone();
-                let node_clients = rkube_kubelet::NodeClients::new(move |n| {
-                    in_process_client(server.clone(), component_user(&rkube_kubelet::identity::node_user(n)))
-                });
+                let (client, node_clients) = sim_pool_clients(&running.server);
                 let cfg = rkube_kubelet::Config { nodes, node_clients: Some(node_clients), ..Default::default() };
                 let template = a.sim.node("template");
                 tasks.push(components::supervise("kubelet-sim-pool", move || {
                     rkube_kubelet::run_nodepools(client.clone(), cfg.clone(), template.clone())
                 }));
             } else if a.sim_nodes > 0 {
-                use rkube_apiserver::inprocess::{component_user, in_process_client};
                 let nodes = (0..a.sim_nodes)
                     .map(|i| {
                         let mut n = a.sim.node(&format!("sim-{i}"));
@@ -361,15 +349,7 @@ async fn main() -> Result<()> {
                         n
                     })
                     .collect();
-                let pool_user = rkube_apiserver::server::User {
-                    name: "system:node:sim-pool".into(),
-                    groups: vec!["system:authenticated".into()],
-                };
-                let client = in_process_client(running.server.clone(), pool_user);
-                let server = running.server.clone();
-                let node_clients = rkube_kubelet::NodeClients::new(move |n| {
-                    in_process_client(server.clone(), component_user(&rkube_kubelet::identity::node_user(n)))
-                });
+                let (client, node_clients) = sim_pool_clients(&running.server);
                 let cfg = rkube_kubelet::Config { nodes, node_clients: Some(node_clients), ..Default::default() };
                 tasks.push(components::supervise("kubelet-sim-pool", move || {
                     rkube_kubelet::run(client.clone(), cfg.clone())
@@ -457,6 +437,26 @@ fn root_ca_from_kubeconfig(path: &std::path::Path) -> Result<String> {
         return Ok(std::fs::read_to_string(file)?);
     }
     Ok(String::new())
+}
+
+/// The clients of an in-process sim kubelet pool. The pool's shared watches and
+/// NodePool work run as `system:node:sim-pool`, outside `system:nodes` (not a
+/// node: no Node authorizer or NodeRestriction limits); each node's writes run
+/// as that node, `system:node:<name>` in `system:nodes`.
+fn sim_pool_clients(
+    server: &std::sync::Arc<rkube_apiserver::server::Server>,
+) -> (kube::Client, rkube_kubelet::NodeClients) {
+    use rkube_apiserver::inprocess::{component_user, in_process_client};
+    let pool_user = rkube_apiserver::server::User {
+        name: "system:node:sim-pool".into(),
+        groups: vec!["system:authenticated".into()],
+    };
+    let client = in_process_client(server.clone(), pool_user);
+    let server = server.clone();
+    let node_clients = rkube_kubelet::NodeClients::new(move |n| {
+        in_process_client(server.clone(), component_user(&rkube_kubelet::identity::node_user(n)))
+    });
+    (client, node_clients)
 }
 
 #[cfg(test)]

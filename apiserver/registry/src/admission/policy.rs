@@ -858,33 +858,10 @@ fn compile_error(path: String, source: &str, err: String) -> FieldError {
 }
 
 fn is_cel_identifier(s: &str) -> bool {
-    const RESERVED: [&str; 21] = [
-        "true",
-        "false",
-        "null",
-        "in",
-        "as",
-        "break",
-        "const",
-        "continue",
-        "else",
-        "for",
-        "function",
-        "if",
-        "import",
-        "let",
-        "loop",
-        "package",
-        "namespace",
-        "return",
-        "var",
-        "void",
-        "while",
-    ];
     let mut chars = s.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !RESERVED.contains(&s)
+        && !crate::crd::cel::CEL_RESERVED.contains(&s)
 }
 
 fn validate_policy_object(obj: &Value) -> Vec<FieldError> {

@@ -223,7 +223,7 @@ fn schema_ty(schema: &Value, resource_root: bool) -> Ty {
     }
 }
 
-const CEL_RESERVED: [&str; 21] = [
+pub(crate) const CEL_RESERVED: [&str; 21] = [
     "true",
     "false",
     "null",
