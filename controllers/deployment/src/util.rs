@@ -364,13 +364,25 @@ pub fn set_new_rs_annotations(d: &Deployment, rs: &mut ReplicaSet, new_revision:
 
 // ---- sizes ----
 
-/// How many replicas the new RS may have now (upstream's NewRSNewReplicas).
+/// Pods the ReplicaSets may have that are not terminating: each one's size, or its
+/// `status.replicas` while that is larger. A scale-down takes effect only once the ReplicaSet
+/// controller has deleted the pods; until then its status still counts them (it is written from
+/// the controller's pod cache, which can only lag behind deletions), so this never counts fewer
+/// pods than exist.
+pub fn surge_replica_count<'a>(rss: impl IntoIterator<Item = &'a ReplicaSet>) -> i32 {
+    rss.into_iter().map(|rs| rs_replicas(rs).max(rs_status_replicas(rs))).sum()
+}
+
+/// How many replicas the new RS may have now (upstream's NewRSNewReplicas). The pods counted
+/// against `replicas + maxSurge` include those of a scaled-down ReplicaSet that its controller
+/// has not deleted yet ([`surge_replica_count`]): sizes alone would let the new ReplicaSet grow
+/// while the old pods it replaces still run, more than maxSurge above `replicas`.
 pub fn new_rs_new_replicas(d: &Deployment, all_rss: &[ReplicaSet], new_rs: &ReplicaSet) -> i32 {
     let desired = replicas(d);
     if !is_rolling_update(d) {
         return desired;
     }
-    let current = replica_count(all_rss);
+    let current = surge_replica_count(all_rss);
     let max_total = desired + max_surge(d);
     if current >= max_total {
         return rs_replicas(new_rs);
@@ -654,6 +666,35 @@ mod tests {
         assert_eq!(new_rs_new_replicas(&d, &[old8, new3.clone()], &new3), 5);
         let old_full = rs("old", 1, 10, 10);
         assert_eq!(new_rs_new_replicas(&d, &[old_full, new3.clone()], &new3), 3);
+    }
+
+    #[test]
+    fn new_rs_waits_for_old_pods_to_be_deleted() {
+        let d = deploy(10, IntOrString::Int(3), IntOrString::Int(2));
+        let new3 = rs("new", 2, 3, 0);
+        // Old RS scaled 10 -> 8, but its controller has not deleted the 2 pods yet: 10 + 3 run.
+        let mut old = rs("old", 1, 8, 8);
+        if let Some(s) = old.status.as_mut() {
+            s.replicas = 10;
+        }
+        assert_eq!(surge_replica_count([&old, &new3]), 13);
+        assert_eq!(new_rs_new_replicas(&d, &[old.clone(), new3.clone()], &new3), 3);
+        // One of the two is gone: one more new pod fits.
+        if let Some(s) = old.status.as_mut() {
+            s.replicas = 9;
+        }
+        assert_eq!(new_rs_new_replicas(&d, &[old.clone(), new3.clone()], &new3), 4);
+        // Both gone (terminating pods are not in status.replicas).
+        if let Some(s) = old.status.as_mut() {
+            s.replicas = 8;
+        }
+        assert_eq!(new_rs_new_replicas(&d, &[old, new3.clone()], &new3), 5);
+        // A new RS whose status lags behind its size counts by its size.
+        let mut new5 = rs("new", 2, 5, 0);
+        if let Some(s) = new5.status.as_mut() {
+            s.replicas = 2;
+        }
+        assert_eq!(new_rs_new_replicas(&d, &[rs("old", 1, 8, 8), new5.clone()], &new5), 5);
     }
 
     #[test]

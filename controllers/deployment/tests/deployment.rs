@@ -359,6 +359,34 @@ async fn scaling_mid_rollout_is_proportional() -> Result<()> {
     Ok(())
 }
 
+/// The ReplicaSet controller deletes a scaled-down ReplicaSet's pods late (a loaded machine):
+/// the new ReplicaSet must not grow before they are gone, or more than replicas + maxSurge pods
+/// run at once (what the orchestration e2e saw under load: 14 pods for 10 + 3).
+#[tokio::test]
+async fn rolling_update_surge_counts_pods_not_yet_deleted() -> Result<()> {
+    let h = Harness::start_with_deletion_delay(std::time::Duration::from_millis(300)).await?;
+    let mut d = deployment("web", 10, "nginx:1");
+    if let Some(s) = d.spec.as_mut() {
+        s.strategy = serde_json::from_value(
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}),
+        )?;
+    }
+    h.deployments().create(&PostParams::default(), &d).await?;
+    wait_rollout(&h, "web", 20).await?;
+    let watch = PodWatch::start(h.client.clone());
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    set_image(&h, "web", "nginx:2").await?;
+    wait_rollout(&h, "web", 60).await?;
+    let samples = watch.samples();
+    assert!(samples.len() > 20, "watcher saw the rollout ({} samples)", samples.len());
+    let max_total = samples.iter().map(|s| s.values().map(|v| v.0).sum::<usize>()).max().unwrap_or(0);
+    let min_available = samples.iter().map(|s| s.values().map(|v| v.1).sum::<usize>()).min().unwrap_or(0);
+    assert!(max_total <= 13, "more than replicas+maxSurge pods at once: {max_total}");
+    assert!(max_total > 10, "the rollout surged ({max_total})");
+    assert!(min_available >= 8, "fewer than replicas-maxUnavailable available: {min_available}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn rolling_update_with_the_real_replicaset_controller() -> Result<()> {
     let h = Harness::start_with_replicaset_controller().await?;

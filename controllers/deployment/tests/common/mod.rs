@@ -45,7 +45,18 @@ impl Harness {
         Self::start_with(true).await
     }
 
+    /// Like [`Harness::start`], but the stand-in ReplicaSet controller deletes a scaled-down
+    /// ReplicaSet's excess pods only `delay` after it first sees them (a busy controller), while
+    /// it creates pods at once; its status counts the pods that still exist.
+    pub async fn start_with_deletion_delay(delay: Duration) -> Result<Self> {
+        Self::start_sim(false, delay).await
+    }
+
     async fn start_with(real_rs: bool) -> Result<Self> {
+        Self::start_sim(real_rs, Duration::ZERO).await
+    }
+
+    async fn start_sim(real_rs: bool, deletion_delay: Duration) -> Result<Self> {
         let env = rkube_apiserver::testenv::TestEnv::start().await?;
         let client = env.client();
         let mut tasks = Vec::new();
@@ -60,7 +71,7 @@ impl Harness {
             }));
         }
         let c = client.clone();
-        tasks.push(tokio::spawn(async move { simulate(c, !real_rs).await }));
+        tasks.push(tokio::spawn(async move { simulate(c, !real_rs, deletion_delay).await }));
         Ok(Self { env, client, tasks })
     }
 
@@ -152,16 +163,25 @@ fn owner_uid(p: &Pod) -> Option<String> {
 }
 
 /// Stand-in ReplicaSet controller + kubelet.
-async fn simulate(client: Client, manage_pods: bool) {
+async fn simulate(client: Client, manage_pods: bool, deletion_delay: Duration) {
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), NS);
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let mut excess_since: HashMap<String, Instant> = HashMap::new();
     loop {
-        if let Err(e) = sim_round(&rss, &pods, &mut first_seen, manage_pods).await {
+        let delays = Delays { deletion: deletion_delay, excess_since: &mut excess_since };
+        if let Err(e) = sim_round(&rss, &pods, &mut first_seen, manage_pods, delays).await {
             tracing::debug!(error = %e, "sim round failed");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// How late the stand-in ReplicaSet controller deletes: since when (per ReplicaSet UID) it has
+/// seen too many pods.
+struct Delays<'a> {
+    deletion: Duration,
+    excess_since: &'a mut HashMap<String, Instant>,
 }
 
 async fn sim_round(
@@ -169,6 +189,7 @@ async fn sim_round(
     pods: &Api<Pod>,
     first_seen: &mut HashMap<String, Instant>,
     manage_pods: bool,
+    delays: Delays<'_>,
 ) -> Result<()> {
     let rs_list = rss.list(&ListParams::default()).await?.items;
     let mut pod_list: Vec<Pod> = pods
@@ -178,12 +199,18 @@ async fn sim_round(
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .collect();
-    // Deletions first (all ReplicaSets), then creations: never more pods than the specs sum.
+    // Deletions first (all ReplicaSets), then creations: never more pods than the specs sum
+    // (unless deletions are delayed, see `Delays`).
     for rs in rs_list.iter().filter(|_| manage_pods) {
         let uid = rs.uid().unwrap_or_default();
         let want = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) as usize;
         let mut owned: Vec<Pod> = pod_list.iter().filter(|p| owner_uid(p).as_deref() == Some(&uid)).cloned().collect();
-        if owned.len() > want {
+        if owned.len() <= want {
+            delays.excess_since.remove(&uid);
+        } else if delays.excess_since.entry(uid.clone()).or_insert_with(Instant::now).elapsed() < delays.deletion {
+            // Not yet: the pods keep running (and counting in the status) meanwhile.
+        } else {
+            delays.excess_since.remove(&uid);
             owned.sort_by_key(|p| (is_ready(p), std::cmp::Reverse(p.metadata.creation_timestamp.clone())));
             for p in owned.iter().take(owned.len() - want) {
                 let dp = DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
