@@ -88,7 +88,7 @@ impl Server {
         // A consistent read: the policy must include every role written so far.
         let rev = self.store.current_revision().await.unwrap_or(0);
         match self.cache.list(&prefix, rev).await {
-            Ok((objs, _)) => objs.iter().map(|o| (*o.object).clone()).collect(),
+            Ok((objs, _)) => objs.iter().map(|o| o.object()).collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -249,7 +249,7 @@ impl Server {
         let name = crate::objects::name(&want).to_string();
         let key = crate::objects::key(info, ns, &name);
         let Some(have) = self.cache.get(&key, 0).await.ok().flatten() else { return Ok(()) };
-        let have = &have.object;
+        let have = &have.object();
         let auto = have.pointer("/metadata/annotations/rbac.authorization.kubernetes.io~1autoupdate");
         if auto.and_then(Value::as_str) == Some("false") {
             return Ok(());

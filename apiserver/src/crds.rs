@@ -9,7 +9,7 @@
 //! finalizer. It runs inside the apiserver, as upstream's apiextensions
 //! controllers do, driven by the watch cache.
 
-use crate::objects::{self, meta_str};
+use crate::objects;
 use crate::request::ResourcePath;
 use crate::rest::{Change, WriteOptions};
 use crate::server::Server;
@@ -387,7 +387,7 @@ impl Server {
     pub async fn sync_crds(&self) {
         let rev = self.cache.revision();
         let Ok((objs, _)) = self.cache.list(CRD_PREFIX, 0).await else { return };
-        let crds: Vec<Arc<Value>> = objs.iter().map(|o| o.object.clone()).collect();
+        let crds: Vec<Arc<Value>> = objs.iter().map(|o| Arc::new(o.object())).collect();
         let info = crd_info();
         let path = ResourcePath { subresource: Some("status".into()), ..Default::default() };
         for crd in &crds {
@@ -409,7 +409,7 @@ impl Server {
         }
         // Re-read: status writes above changed what is established.
         let Ok((objs, _)) = self.cache.list(CRD_PREFIX, 0).await else { return };
-        let crds: Vec<Arc<Value>> = objs.iter().map(|o| o.object.clone()).collect();
+        let crds: Vec<Arc<Value>> = objs.iter().map(|o| Arc::new(o.object())).collect();
         self.set_crd_table(build_table(&crds, rev));
     }
 
@@ -429,8 +429,8 @@ impl Server {
         let info = table.infos().iter().find(|i| i.group == group && i.resource == plural).copied();
         if let Some(info) = info {
             for o in &remaining {
-                let ns = meta_str(&o.object, "namespace").map(str::to_string);
-                let name = objects::name(&o.object).to_string();
+                let ns = o.namespace().map(str::to_string);
+                let name = o.name().to_string();
                 let _ =
                     self.delete_object(info, &ResourcePath::default(), ns.as_deref(), &name, &Default::default()).await;
             }

@@ -106,7 +106,7 @@ impl Server {
     async fn list_prefix(&self, resource: &str) -> Vec<Value> {
         let rev = self.store.current_revision().await.unwrap_or(0);
         match self.cache.list(&format!("{PREFIX}{resource}/"), rev).await {
-            Ok((objs, _)) => objs.iter().map(|o| (*o.object).clone()).collect(),
+            Ok((objs, _)) => objs.iter().map(|o| o.object()).collect(),
             Err(_) => Vec::new(),
         }
     }
@@ -196,7 +196,7 @@ impl Server {
             .cache
             .list(&format!("/registry/endpointslices/{ns}/"), rev)
             .await
-            .map(|(o, _)| o.iter().map(|o| (*o.object).clone()).collect::<Vec<_>>())
+            .map(|(o, _)| o.iter().map(|o| o.object()).collect::<Vec<_>>())
             .unwrap_or_default();
         for s in &slices {
             if s.pointer("/metadata/labels/kubernetes.io~1service-name").and_then(Value::as_str) != Some(name) {
@@ -287,15 +287,27 @@ impl Server {
             return Ok(());
         }
         let Some(user) = user else { return Ok(()) };
-        let req = self.admission_request(t, user, obj.cloned(), old.cloned(), options, dry_run);
-        if self.dynamic.node_restriction.load(Ordering::Relaxed)
-            && crate::node::node_identity(&user.name, &user.groups).is_some()
-        {
-            self.admit_node_restriction(&req).await?;
-        }
+        let node_restriction = self.dynamic.node_restriction.load(Ordering::Relaxed)
+            && crate::node::node_identity(&user.name, &user.groups).is_some();
         let snap = self.admission_snapshot().await;
         if snap.is_empty() {
+            // NodeRestriction alone: it gets the fields it reads, not copies of the objects.
+            if node_restriction {
+                let (group, resource) = (t.info.group, t.info.resource);
+                let req = match crate::node::restriction_fields(group, resource, t.subresource.unwrap_or("")) {
+                    Some(fields) => {
+                        let view = |o: Option<&Value>| o.map(|o| crate::node::project(o, fields));
+                        self.admission_request(t, user, view(obj), view(old), options, dry_run)
+                    }
+                    None => self.admission_request(t, user, obj.cloned(), old.cloned(), options, dry_run),
+                };
+                self.admit_node_restriction(&req).await?;
+            }
             return Ok(());
+        }
+        let req = self.admission_request(t, user, obj.cloned(), old.cloned(), options, dry_run);
+        if node_restriction {
+            self.admit_node_restriction(&req).await?;
         }
         let ns_obj = self.namespace_object(t.namespace).await;
         if let Some(set) = &snap.policies {
@@ -365,11 +377,8 @@ impl Server {
             Some(Err(e)) => return ParamResult::Error(e.to_string()),
             None => return ParamResult::Error("the watch cache is not ready".into()),
         };
-        let found: Vec<Value> = objs
-            .iter()
-            .filter(|o| q.name.as_deref().is_none_or(|n| crate::objects::name(&o.object) == n))
-            .map(|o| (*o.object).clone())
-            .collect();
+        let found: Vec<Value> =
+            objs.iter().filter(|o| q.name.as_deref().is_none_or(|n| o.name() == n)).map(|o| o.object()).collect();
         if info.namespaced { ParamResult::Namespaced(found) } else { ParamResult::Cluster(found) }
     }
 }

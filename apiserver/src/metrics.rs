@@ -119,12 +119,12 @@ impl Server {
         let mut b = rkube_crds::Behaviors::new();
         if let Ok((items, _)) = self.cache.list("/registry/sim.rkube.io/podbehaviors/", rev).await {
             let all: Vec<rkube_crds::PodBehavior> =
-                items.iter().filter_map(|o| serde_json::from_value((*o.object).clone()).ok()).collect();
+                items.iter().filter_map(|o| serde_json::from_slice(&o.json).ok()).collect();
             b.reset(&all);
         }
         if let Ok((nss, _)) = self.cache.list("/registry/namespaces/", rev).await {
             for n in nss {
-                b.set_namespace(crate::objects::name(&n.object), string_map(n.object.pointer("/metadata/labels")));
+                b.set_namespace(n.name(), string_map(n.selectable().pointer("/metadata/labels")));
             }
         }
         b
@@ -142,7 +142,8 @@ impl Server {
         let rev = self.store.current_revision().await.map_err(store_error)?;
         let prefix = crate::objects::prefix(pods_info, req.ns());
         let (pods, _) = self.cache.list(&prefix, rev).await.map_err(store_error)?;
-        let running: Vec<&Value> = pods.iter().map(|p| &*p.object).filter(|p| running(p)).collect();
+        let pods: Vec<Value> = pods.iter().map(|p| p.object()).collect();
+        let running: Vec<&Value> = pods.iter().filter(|p| running(p)).collect();
         let behaviors = self.pod_behaviors(rev).await;
         let anns = |p: &Value| effective_annotations(&behaviors, p);
         if req.info.resource == "pods" {
@@ -170,9 +171,9 @@ impl Server {
             }
         }
         let labels = crate::rest::Selectors::parse(req)?.labels;
+        let nodes: Vec<Value> = nodes.iter().map(|n| n.object()).collect();
         let items: Vec<Value> = nodes
             .iter()
-            .map(|n| &*n.object)
             .filter(|n| labels.is_empty() || labels.matches_object(n))
             .filter(|n| req.path.name.as_deref().is_none_or(|want| crate::objects::name(n) == want))
             .map(|n| {

@@ -426,7 +426,7 @@ impl Server {
     async fn cached(&self, group: &str, resource: &str, ns: Option<&str>, name: &str, rev: i64) -> Option<Value> {
         let info = rkube_registry::resources::lookup(group, "v1", resource)?;
         let key = crate::objects::key(info, ns, name);
-        self.cache.get(&key, rev).await.ok().flatten().map(|c| (*c.object).clone())
+        self.cache.get(&key, rev).await.ok().flatten().map(|c| c.object())
     }
 
     async fn cached_pods(&self, ns: Option<&str>, rev: i64) -> Vec<std::sync::Arc<rkube_storage::cache::CachedObject>> {
@@ -445,12 +445,16 @@ impl Server {
             }
             Related::Namespaced { resource, namespace, name } => {
                 let pods = self.cached_pods(Some(namespace), rev).await;
-                let refs: Vec<&Value> = pods.iter().map(|c| c.object.as_ref()).collect();
+                // Only the pods bound to the node are parsed (the projection has spec.nodeName).
+                let bound: Vec<Value> =
+                    pods.iter().filter(|c| bound_to(&c.selectable(), node)).map(|c| c.object()).collect();
+                let refs: Vec<&Value> = bound.iter().collect();
                 pods_reference(&refs, node, resource, namespace, name)
             }
             Related::PersistentVolume(pv) => {
                 let pods = self.cached_pods(None, rev).await;
-                for p in pods.iter().map(|c| c.object.as_ref()).filter(|p| bound_to(p, node)) {
+                for p in pods.iter().filter(|c| bound_to(&c.selectable(), node)).map(|c| c.object()) {
+                    let p = &p;
                     let ns = s(p, "/metadata/namespace").unwrap_or("");
                     for claim in pod_refs(p).claims {
                         if let Some(pvc) = self.cached("", "persistentvolumeclaims", Some(ns), &claim, rev).await
@@ -471,7 +475,7 @@ impl Server {
                 for v in ["v1beta1", "v1beta2", "v1"] {
                     if let Some(info) = rkube_registry::resources::lookup("resource.k8s.io", v, "resourceslices") {
                         let key = crate::objects::key(info, None, n);
-                        slice = self.cache.get(&key, rev).await.ok().flatten().map(|c| (*c.object).clone());
+                        slice = self.cache.get(&key, rev).await.ok().flatten().map(|c| c.object());
                         break;
                     }
                 }
@@ -518,6 +522,47 @@ impl Server {
 // ---------------------------------------------------------------------------------------------
 // NodeRestriction
 // ---------------------------------------------------------------------------------------------
+
+/// The fields of an object [`node_restriction`] reads for writes of `group`/`resource`/`subresource`
+/// (JSON pointers), or None when it may read anything (the whole object is needed). Every node
+/// write passes NodeRestriction, so it is given a copy of these fields only, not of the object.
+pub fn restriction_fields(group: &str, resource: &str, subresource: &str) -> Option<&'static [&'static str]> {
+    const NAME: &[&str] = &["/metadata/name", "/metadata/generateName"];
+    const NODE: &[&str] =
+        &["/metadata/name", "/metadata/generateName", "/metadata/labels", "/spec/configSource", "/spec/taints"];
+    const POD_STATUS: &[&str] = &[
+        "/metadata/name",
+        "/metadata/generateName",
+        "/metadata/labels",
+        "/spec/nodeName",
+        "/status/resourceClaimStatuses",
+    ];
+    match (group, resource, subresource) {
+        ("", "nodes", _) => Some(NODE),
+        ("", "pods", "status") => Some(POD_STATUS),
+        ("coordination.k8s.io", "leases", _) | ("storage.k8s.io", "csinodes", _) => Some(NAME),
+        _ => None,
+    }
+}
+
+/// A copy of `fields` (JSON pointers of object members) of `obj`.
+pub fn project(obj: &Value, fields: &[&str]) -> Value {
+    let mut out = Value::Object(Default::default());
+    for f in fields {
+        let Some(v) = obj.pointer(f) else { continue };
+        let mut at = &mut out;
+        let mut parts = f.split('/').skip(1).peekable();
+        while let Some(p) = parts.next() {
+            let Some(m) = at.as_object_mut() else { break };
+            if parts.peek().is_none() {
+                m.insert(p.to_string(), v.clone());
+                break;
+            }
+            at = m.entry(p.to_string()).or_insert_with(|| Value::Object(Default::default()));
+        }
+    }
+    out
+}
 
 /// Objects [`node_restriction`] will ask its lookup for: (resource, namespace, name), core group.
 pub fn lookups_needed(req: &AdmissionRequest) -> Vec<(String, String, String)> {
@@ -1211,6 +1256,75 @@ mod tests {
         let mut r = req("n1", Operation::Delete, "", "nodes", "", "", "n2");
         r.user.groups.clear();
         assert!(node_restriction(&r, &none).is_ok());
+    }
+
+    /// NodeRestriction given only [`restriction_fields`] decides as it does given the objects.
+    #[test]
+    fn restriction_on_projected_fields_decides_as_on_objects() {
+        let node = json!({
+            "metadata": {"name": "n1", "labels": {"a": "1"}, "uid": "u1", "resourceVersion": "7"},
+            "spec": {"taints": [{"key": "k", "effect": "NoSchedule"}], "podCIDR": "10.0.0.0/24"},
+            "status": {"conditions": [{"type": "Ready", "status": "True"}], "images": [{"names": ["x"]}]},
+        });
+        let pod = json!({
+            "metadata": {"name": "web", "namespace": "d", "labels": {"app": "web"}},
+            "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+            "status": {"phase": "Running", "resourceClaimStatuses": [{"name": "a", "resourceClaimName": "x"}]},
+        });
+        let edit = |v: &Value, ptr: &str, to: Value| {
+            let mut v = v.clone();
+            if let Some(slot) = v.pointer_mut(ptr) {
+                *slot = to;
+            }
+            v
+        };
+        let cases: Vec<(AdmissionRequest, Value, Value)> = vec![
+            (req("n1", Operation::Update, "", "nodes", "status", "", "n1"), node.clone(), node.clone()),
+            (
+                req("n1", Operation::Update, "", "nodes", "", "", "n1"),
+                node.clone(),
+                edit(&node, "/spec/taints", json!([])),
+            ),
+            (
+                req("n1", Operation::Update, "", "nodes", "status", "", "n1"),
+                node.clone(),
+                edit(&node, "/metadata/labels", json!({"a": "1", "kubernetes.io/foo": "x"})),
+            ),
+            (req("n2", Operation::Update, "", "nodes", "status", "", "n1"), node.clone(), node.clone()),
+            (
+                req("n1", Operation::Update, "", "pods", "status", "d", "web"),
+                pod.clone(),
+                edit(&pod, "/status/phase", json!("Succeeded")),
+            ),
+            (req("n2", Operation::Update, "", "pods", "status", "d", "web"), pod.clone(), pod.clone()),
+            (
+                req("n1", Operation::Update, "", "pods", "status", "d", "web"),
+                pod.clone(),
+                edit(&pod, "/metadata/labels", json!({"app": "other"})),
+            ),
+            (
+                req("n1", Operation::Update, "", "pods", "status", "d", "web"),
+                pod.clone(),
+                edit(&pod, "/status/resourceClaimStatuses", json!([])),
+            ),
+        ];
+        for (r, old, new) in cases {
+            let mut full = r.clone();
+            full.old_object = Some(old.clone());
+            full.object = Some(new.clone());
+            let fields = restriction_fields(&r.group, &r.resource, &r.subresource).unwrap_or_default();
+            assert!(!fields.is_empty());
+            let mut projected = r;
+            projected.old_object = Some(project(&old, fields));
+            projected.object = Some(project(&new, fields));
+            let (a, b) = (node_restriction(&full, &none), node_restriction(&projected, &none));
+            assert_eq!(a.as_ref().err().map(|e| &e.message), b.as_ref().err().map(|e| &e.message));
+        }
+        assert!(restriction_fields("", "pods", "").is_none());
+        assert_eq!(
+            project(&pod, &["/spec/nodeName", "/metadata/labels"]),
+            json!({"spec": {"nodeName": "n1"}, "metadata": {"labels": {"app": "web"}}})
+        );
     }
 
     #[test]

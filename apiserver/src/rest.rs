@@ -486,6 +486,11 @@ impl Selectors {
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty() && self.fields.is_empty()
     }
+    /// [`Self::matches`] for a watch-cache object: its selectable projection is parsed
+    /// only when there is a selector.
+    pub fn matches_cached(&self, obj: &rkube_storage::cache::CachedObject) -> bool {
+        self.is_empty() || self.matches(&obj.selectable())
+    }
 }
 
 /// Convert a stored object to the version a request is served in.
@@ -527,7 +532,7 @@ impl Server {
     ) -> Result<Value, ApiError> {
         let key = objects::key(info, ns, name);
         let obj = if query.get("resourceVersion") == Some("0") {
-            self.cache.get(&key, 0).await.map_err(store_error)?.map(|c| (*c.object).clone())
+            self.cache.get(&key, 0).await.map_err(store_error)?.map(|c| c.object())
         } else {
             self.store.get(&key).await.map_err(store_error)?.map(|kv| decode_stored(&kv)).transpose()?
         };
@@ -565,7 +570,7 @@ impl Server {
             };
             let (objs, revision) = self.cache.list(&prefix, min_rev).await.map_err(store_error)?;
             let items: Vec<ListItem> =
-                objs.into_iter().filter(|c| sel.matches(&c.object)).map(ListItem::Cached).collect();
+                objs.into_iter().filter(|c| sel.matches_cached(c)).map(ListItem::Cached).collect();
             (items, revision, None)
         };
         self.write_list(req, repr, items, revision, next)
@@ -675,7 +680,7 @@ impl Server {
                 Ok(http::json(StatusCode::OK, &t))
             }
             Representation::PartialMetadata(v) => {
-                let items: Vec<Value> = items.iter().map(|i| partial_metadata(i.value(), v)).collect();
+                let items: Vec<Value> = items.iter().map(|i| partial_metadata(&i.value(), v)).collect();
                 Ok(http::json(
                     StatusCode::OK,
                     &json!({"apiVersion": format!("meta.k8s.io/{v}"), "kind": "PartialObjectMetadataList", "metadata": list_meta, "items": items}),
@@ -684,8 +689,9 @@ impl Server {
         }
     }
 
-    /// Namespace admission: the namespace must exist and not be terminating.
-    async fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> Result<(), ApiError> {
+    /// Namespace admission: the namespace must exist and not be terminating. Returns the
+    /// namespace (Pod Security admission reads its labels).
+    async fn check_namespace(&self, info: &ResourceInfo, ns: &str, name: &str) -> Result<Value, ApiError> {
         let nsinfo = namespace_path_info();
         let key = objects::key(nsinfo, None, ns);
         match self.store.get(&key).await.map_err(store_error)? {
@@ -698,7 +704,7 @@ impl Server {
                         rkube_registry::status::qualified(info.resource, info.group)
                     )))
                 } else {
-                    Ok(())
+                    Ok(obj)
                 }
             }
         }
@@ -775,9 +781,10 @@ impl Server {
                 &[FieldError::required("metadata.name", "name or generateName is required")],
             ));
         }
-        if let (true, Some(ns)) = (info.namespaced, ns) {
-            self.check_namespace(info, ns, &name).await?;
-        }
+        let ns_obj = match (info.namespaced, ns) {
+            (true, Some(ns)) => Some(self.check_namespace(info, ns, &name).await?),
+            _ => None,
+        };
         if info.has_subresource("status") && info.resource != "nodes" {
             crate::admission::reset_status_on_create(info, &mut obj);
         }
@@ -816,7 +823,7 @@ impl Server {
             self.check_rbac_write(u, ns, &obj, info.kind).await?;
         }
         if let Some(ns) = ns {
-            self.pod_security(info, ns, &name, &obj, opts).await?;
+            self.pod_security(info, ns, ns_obj.as_ref(), &name, &obj, opts).await?;
             self.limits_and_quota(info, ns, &mut obj, dry_run).await?;
         }
         let mut errs = if custom.is_some() {
@@ -1042,9 +1049,14 @@ impl Server {
                 };
             }
             let release = crate::services::reallocate_on_update(self, info, &mut new, &old, dry_run).await?;
-            let stored = to_storage(info, new)?;
+            let mut stored = to_storage(info, new)?;
             if dry_run {
                 return to_served(info, stored);
+            }
+            // Stored without a resourceVersion (each way out below sets it): taken out here, so
+            // that encoding need not copy the object to leave it out.
+            if let Some(m) = stored.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.remove("resourceVersion");
             }
             let bytes = Bytes::from(objects::encode_for_storage(&stored));
             if bytes == kv.value {
@@ -1137,7 +1149,7 @@ impl Server {
             self.cache
                 .list(&format!("/registry/{resource}/{ns}/"), rev)
                 .await
-                .map(|(objs, _)| objs.iter().map(|o| (*o.object).clone()).collect::<Vec<Value>>())
+                .map(|(objs, _)| objs.iter().map(|o| o.object()).collect::<Vec<Value>>())
                 .unwrap_or_default()
         };
         if info.group.is_empty() && info.resource == "pods" {
@@ -1175,6 +1187,7 @@ impl Server {
         &self,
         info: &ResourceInfo,
         ns: &str,
+        ns_obj: Option<&Value>,
         name: &str,
         obj: &Value,
         opts: &WriteOptions,
@@ -1189,10 +1202,17 @@ impl Server {
                 None => return Ok(()),
             }
         };
-        let Some(kv) = self.store.get(&format!("/registry/namespaces/{ns}")).await.map_err(store_error)? else {
-            return Ok(());
+        let read;
+        let nsobj = match ns_obj {
+            Some(o) => o,
+            None => {
+                let Some(kv) = self.store.get(&format!("/registry/namespaces/{ns}")).await.map_err(store_error)? else {
+                    return Ok(());
+                };
+                read = serde_json::from_slice::<Value>(&kv.value).unwrap_or(Value::Null);
+                &read
+            }
         };
-        let nsobj: Value = serde_json::from_slice(&kv.value).unwrap_or(Value::Null);
         let policy = podsecurity::policy_from_labels(nsobj.pointer("/metadata/labels").and_then(Value::as_object));
         if policy.enforce != Level::Privileged {
             let failures = podsecurity::check(policy.enforce, meta, spec);
@@ -1383,9 +1403,9 @@ impl Server {
         let rev = self.store.current_revision().await.map_err(store_error)?;
         let (objs, revision) = self.cache.list(&prefix, rev).await.map_err(store_error)?;
         let mut items = Vec::new();
-        for c in objs.iter().filter(|c| sel.matches(&c.object)) {
-            let name = objects::name(&c.object).to_string();
-            let ns = objects::meta_str(&c.object, "namespace").map(str::to_string);
+        for c in objs.iter().filter(|c| sel.matches_cached(c)) {
+            let name = c.name().to_string();
+            let ns = c.namespace().map(str::to_string);
             match self.delete_object(req.info, &req.path, ns.as_deref(), &name, &opts).await {
                 Ok((o, _)) => items.push(o),
                 Err(e) if e.code == 404 => {}
@@ -1482,7 +1502,7 @@ pub(crate) fn check_type(info: &ResourceInfo, obj: &mut Value) -> Result<(), Api
 /// The fields of an update that the server keeps from the stored object.
 fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only: bool) -> Result<(), ApiError> {
     if status_only {
-        let status = new.get("status").cloned();
+        let status = new.as_object_mut().and_then(|o| o.remove("status"));
         let mut merged = old.clone();
         // Deployments' status writers also set the revision annotations (upstream's
         // deploymentStatusStrategy keeps the new annotations).
@@ -1511,7 +1531,8 @@ fn prepare_update(info: &ResourceInfo, new: &mut Value, old: &Value, status_only
         *new = merged;
         return Ok(());
     }
-    let old_meta = meta(old).cloned().unwrap_or_default();
+    let no_meta = serde_json::Map::new();
+    let old_meta = meta(old).unwrap_or(&no_meta);
     let new_uid = meta_str(new, "uid").map(str::to_string);
     if let (Some(nu), Some(ou)) = (&new_uid, old_meta.get("uid").and_then(Value::as_str))
         && !nu.is_empty()
@@ -1580,15 +1601,15 @@ impl ListItem {
             }
         }
     }
-    fn value(&self) -> &Value {
+    fn value(&self) -> std::borrow::Cow<'_, Value> {
         match self {
-            ListItem::Cached(c) => &c.object,
-            ListItem::Owned(v) => v,
+            ListItem::Cached(c) => std::borrow::Cow::Owned(c.object()),
+            ListItem::Owned(v) => std::borrow::Cow::Borrowed(v),
         }
     }
     fn into_value(self) -> Value {
         match self {
-            ListItem::Cached(c) => (*c.object).clone(),
+            ListItem::Cached(c) => c.object(),
             ListItem::Owned(v) => v,
         }
     }

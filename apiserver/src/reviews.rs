@@ -198,7 +198,7 @@ impl Server {
         let Some(info) = rkube_registry::resources::lookup("", "v1", "secrets") else { return };
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         for s in secrets {
-            let obj = &*s.object;
+            let obj = &s.object();
             if obj.get("type").and_then(Value::as_str) != Some(SA_TOKEN_TYPE)
                 || obj.pointer("/data/token").and_then(Value::as_str).is_some_and(|t| !t.is_empty())
             {

@@ -322,7 +322,7 @@ pub async fn evict(server: &Server, req: &Req) -> Result<Response<Body>, ApiErro
                 .await
                 .map_err(crate::server::store_error)?;
             let budgets: Vec<PodDisruptionBudget> =
-                items.iter().filter_map(|o| serde_json::from_value((*o.object).clone()).ok()).collect();
+                items.iter().filter_map(|o| serde_json::from_slice(&o.json).ok()).collect();
             let covering = eviction::budgets_for_pod(&pod, &budgets);
             if covering.len() > 1 {
                 return Err(ApiError::internal(eviction::MULTIPLE_BUDGETS_MESSAGE));

@@ -114,7 +114,7 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
         let enc = Encoder { server: server.clone(), info, repr: table_opts.1, include: table_opts.0 };
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
-        for obj in initial.iter().filter(|o| sel.matches(&o.object)) {
+        for obj in initial.iter().filter(|o| sel.matches_cached(o)) {
             if tx.send(enc.frame("ADDED", obj)).await.is_err() {
                 return;
             }
@@ -132,9 +132,13 @@ pub async fn watch(server: Arc<Server>, req: &Req, repr: Representation) -> Resu
                 _ = &mut deadline => return,
                 _ = tx.closed() => return,
                 _ = ticker.tick(), if bookmarks => {
-                    let rev = last_rev.max(server.cache.revision());
-                    last_rev = rev;
-                    if tx.send(enc.bookmark(rev, false)).await.is_err() { return; }
+                    // The cache's revision only once every event up to it was sent: a
+                    // client resuming from the bookmark must not skip queued events.
+                    let current = server.cache.revision();
+                    if watcher.is_drained() {
+                        last_rev = last_rev.max(current);
+                    }
+                    if tx.send(enc.bookmark(last_rev, false)).await.is_err() { return; }
                 }
                 ev = watcher.next() => {
                     let Some(ev) = ev else {
@@ -164,8 +168,8 @@ struct Encoder {
 impl Encoder {
     /// The frame for one selector-filtered event, with upstream's transitions.
     fn event(&self, ev: &CachedEvent, sel: &Selectors) -> Option<Bytes> {
-        let now = sel.matches(&ev.object.object);
-        let before = ev.prev.as_ref().map(|p| sel.matches(&p.object));
+        let now = sel.matches_cached(&ev.object);
+        let before = ev.prev.as_ref().map(|p| sel.matches_cached(p));
         let kind = match (ev.kind, now, before) {
             (EventType::Deleted, true, _) => "DELETED",
             (EventType::Deleted, false, _) => return None,
@@ -189,7 +193,7 @@ impl Encoder {
             b.put_slice(b"}\n");
             return b.freeze();
         }
-        let served = to_served(self.info, (*obj.object).clone()).unwrap_or_else(|_| (*obj.object).clone());
+        let served = to_served(self.info, obj.object()).unwrap_or_else(|_| obj.object());
         let out = match self.repr {
             Representation::Object => served,
             Representation::Table(v) => {

@@ -13,7 +13,7 @@ use crate::behavior::{Behaviors, strip};
 use crate::events::pod_event;
 use crate::ipam::PodIpPool;
 use crate::node::{lease_object, micro, node_object, node_status, server_fingerprint, status_fingerprint};
-use crate::pod::{PodSettings, PodWorker, host_network};
+use crate::pod::{PodSettings, PodWorker, WrittenStatus, host_network};
 use crate::runtime::Runtime;
 use crate::runtime::sim::{START_DELAY, SimConfig, SimRuntime, annotation, parse_go_duration};
 use crate::{Config, Error, NodeConfig};
@@ -451,7 +451,7 @@ impl Pool {
                 if let Some(e) = self.pods.get_mut(&uid) {
                     e.writing = false;
                     if ok {
-                        e.worker.last_written = Some(sent);
+                        e.worker.last_written = Some(WrittenStatus::of(&sent));
                         self.sync_pod(&uid);
                     } else {
                         self.schedule(Instant::now() + Duration::from_secs(1), Timer::Pod(uid));
@@ -615,8 +615,10 @@ impl Pool {
         }
     }
 
-    fn node_seen(&mut self, node: Node) {
+    fn node_seen(&mut self, mut node: Node) {
         let Some(&idx) = node.metadata.name.as_ref().and_then(|x| self.by_name.get(x)) else { return };
+        // Kept for the whole node's life and never read: field-ownership records.
+        node.metadata.managed_fields = None;
         let cidr = node.spec.as_ref().and_then(|s| s.pod_cidr.clone()).filter(|c| !c.is_empty());
         let n = &mut self.nodes[idx];
         if n.uid.is_none() {
@@ -676,6 +678,8 @@ impl Pool {
 
     fn pod_applied(&mut self, mut pod: Pod) {
         let Some(uid) = pod.metadata.uid.clone() else { return };
+        // The worker keeps the pod for its whole life; it never reads field-ownership records.
+        pod.metadata.managed_fields = None;
         let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
         let Some(&idx) = self.by_name.get(&node) else { return };
         let injected = self.behaviors.inject(&mut pod);
@@ -798,7 +802,7 @@ impl Pool {
             return;
         }
         let Some(status) = e.worker.desired_status(&self.rt, wall) else { return };
-        if e.worker.last_written.as_ref() == Some(&status) {
+        if e.worker.last_written.as_ref() == Some(&WrittenStatus::of(&status)) {
             return;
         }
         e.writing = true;

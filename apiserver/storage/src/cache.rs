@@ -8,6 +8,10 @@
 //! * Objects are Kubernetes JSON. The stored bytes carry no `metadata.resourceVersion`:
 //!   the cache sets it (the mod revision; for a deleted object, the deletion revision)
 //!   and serialises each object once; readers and watchers share the `Arc`s.
+//! * To stay small with tens of thousands of objects (and their recent versions in the
+//!   history), an object is held as its JSON bytes plus a small [`CachedObject::selectable`]
+//!   projection (name, namespace, labels and the fields field selectors read); the full
+//!   tree is parsed on demand by [`CachedObject::object`].
 //! * A bounded history of recent events lets watches resume from a past revision;
 //!   older than the window is [`StoreError::Compacted`] (the apiserver's 410).
 //! * Fan-out is a tokio broadcast of `Arc<CachedEvent>`: a watcher is a cursor into a
@@ -47,13 +51,122 @@ const LIST_PAGE: usize = 5_000;
 #[derive(Debug)]
 pub struct CachedObject {
     pub key: String,
-    /// The object with `metadata.resourceVersion` set.
-    pub object: Arc<Value>,
-    /// `serde_json::to_vec(&object)`, done once.
+    /// The object, with `metadata.resourceVersion` set, serialised once.
     pub json: Bytes,
+    /// `metadata.name` and `metadata.namespace`.
+    name: Box<str>,
+    namespace: Option<Box<str>>,
+    /// The JSON of [`selectable`]`(object)`: a few hundred bytes, where a parsed tree
+    /// would take kilobytes (every small `serde_json::Map` is a whole B-tree node).
+    selectable: Box<[u8]>,
     pub create_revision: Revision,
     /// For a deleted object (in a `Deleted` event): the deletion revision.
     pub mod_revision: Revision,
+}
+
+impl CachedObject {
+    /// The whole object, parsed from [`Self::json`] (bytes the cache wrote itself, so
+    /// parsing does not fail; `Null` if it ever did).
+    pub fn object(&self) -> Value {
+        serde_json::from_slice(&self.json).unwrap_or(Value::Null)
+    }
+
+    /// The part of the object label and field selectors read (see [`selectable`]):
+    /// matching a selector against it answers as against the whole object.
+    pub fn selectable(&self) -> Value {
+        serde_json::from_slice(&self.selectable).unwrap_or(Value::Null)
+    }
+
+    /// `metadata.name` ("" if none).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `metadata.namespace`, if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+}
+
+/// `spec` fields some kind's field selector reads (`selectable_field` in the registry's
+/// selectors.rs): pods, nodes, services, CSRs / trust bundles, resource slices.
+const SPEC_FIELDS: &[&str] = &[
+    "nodeName",
+    "restartPolicy",
+    "schedulerName",
+    "serviceAccountName",
+    "hostNetwork",
+    "unschedulable",
+    "clusterIP",
+    "type",
+    "signerName",
+    "driver",
+];
+/// `status` fields some kind's field selector reads (pods, namespaces, RCs, jobs).
+const STATUS_FIELDS: &[&str] = &["phase", "podIP", "nominatedNodeName", "replicas", "succeeded"];
+/// Top-level fields of an Event (core/v1 and events.k8s.io/v1) its field selectors read.
+const EVENT_FIELDS: &[&str] = &[
+    "type",
+    "reason",
+    "reportingComponent",
+    "reportingController",
+    "involvedObject",
+    "regarding",
+    "source",
+    "deprecatedSource",
+];
+
+/// The projection of `obj` that selectors need: `apiVersion`, `kind`, `type` (Secrets),
+/// `metadata.{name,namespace,labels}`, the [`SPEC_FIELDS`] and [`STATUS_FIELDS`] (plus the
+/// first `status.podIPs` entry), and for Events the [`EVENT_FIELDS`]. Selecting on the
+/// projection answers exactly as on the whole object, for every selectable field.
+pub fn selectable(obj: &Value) -> Value {
+    let Value::Object(m) = obj else { return Value::Null };
+    let mut out = serde_json::Map::new();
+    for k in ["apiVersion", "kind"] {
+        if let Some(v) = m.get(k) {
+            out.insert(k.into(), v.clone());
+        }
+    }
+    let is_event = m.get("kind").and_then(Value::as_str) == Some("Event");
+    if is_event {
+        for k in EVENT_FIELDS {
+            if let Some(v) = m.get(*k) {
+                out.insert((*k).into(), v.clone());
+            }
+        }
+    } else if let Some(t @ Value::String(_)) = m.get("type") {
+        out.insert("type".into(), t.clone());
+    }
+    if let Some(Value::Object(meta)) = m.get("metadata") {
+        let mut pm = serde_json::Map::new();
+        for k in ["name", "namespace", "labels"] {
+            if let Some(v) = meta.get(k) {
+                pm.insert(k.into(), v.clone());
+            }
+        }
+        out.insert("metadata".into(), Value::Object(pm));
+    }
+    let scalars = |part: &str, fields: &[&str]| -> Option<Value> {
+        let Some(Value::Object(src)) = m.get(part) else { return None };
+        let mut pm = serde_json::Map::new();
+        for k in fields {
+            if let Some(v) = src.get(*k).filter(|v| !v.is_object() && !v.is_array()) {
+                pm.insert((*k).into(), v.clone());
+            }
+        }
+        Some(Value::Object(pm))
+    };
+    if let Some(spec) = scalars("spec", SPEC_FIELDS) {
+        out.insert("spec".into(), spec);
+    }
+    if let Some(mut status) = scalars("status", STATUS_FIELDS) {
+        if let (Some(first), Value::Object(sm)) = (obj.pointer("/status/podIPs/0"), &mut status) {
+            sm.insert("podIPs".into(), Value::Array(vec![first.clone()]));
+        }
+        out.insert("status".into(), status);
+    }
+    Value::Object(out)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,8 +235,20 @@ fn set_resource_version(value: &mut Value, rev: Revision) {
 fn build_object(key: &str, mut value: Value, create_revision: Revision, mod_revision: Revision) -> Arc<CachedObject> {
     set_resource_version(&mut value, mod_revision);
     // Serialising a Value cannot fail (every map key is a string).
-    let json = Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
-    Arc::new(CachedObject { key: key.to_string(), object: Arc::new(value), json, create_revision, mod_revision })
+    let mut json = serde_json::to_vec(&value).unwrap_or_default();
+    json.shrink_to_fit(); // held for as long as the object is cached: no spare capacity
+    let meta = |f: &str| value.get("metadata").and_then(|m| m.get(f)).and_then(Value::as_str).map(Box::from);
+    let (name, namespace) = (meta("name").unwrap_or_default(), meta("namespace"));
+    let selectable = serde_json::to_vec(&selectable(&value)).unwrap_or_default().into_boxed_slice();
+    Arc::new(CachedObject {
+        key: key.to_string(),
+        json: Bytes::from(json),
+        name,
+        namespace,
+        selectable,
+        create_revision,
+        mod_revision,
+    })
 }
 
 /// Keys outside this prefix (allocations, the compactor's key) only move the
@@ -208,7 +333,7 @@ impl Shared {
             Event::Delete { key, revision, prev } => {
                 let old = st.objects.remove(&key);
                 let last = match &old {
-                    Some(o) => Some(((*o.object).clone(), o.create_revision)),
+                    Some(o) => Some((o.object(), o.create_revision)),
                     None => serde_json::from_slice::<Value>(&prev.value).ok().map(|v| (v, prev.create_revision)),
                 };
                 match last {
@@ -250,7 +375,7 @@ impl Shared {
         }
         for (key, old) in &st.objects {
             if !fresh.contains_key(key) {
-                let obj = build_object(key, (*old.object).clone(), old.create_revision, revision);
+                let obj = build_object(key, old.object(), old.create_revision, revision);
                 events.push(CachedEvent { kind: EventType::Deleted, revision, object: obj, prev: Some(old.clone()) });
             }
         }
@@ -451,6 +576,13 @@ pub struct CacheWatcher {
 }
 
 impl CacheWatcher {
+    /// Nothing is buffered for this watcher: every event up to a revision read
+    /// from the cache before this call has already been returned by `next`
+    /// (events are broadcast under the same lock that advances the revision).
+    pub fn is_drained(&self) -> bool {
+        self.backlog.is_empty() && self.rx.as_ref().is_none_or(|rx| rx.is_empty())
+    }
+
     /// The next event under the watcher's prefix; `None` = closed.
     pub async fn next(&mut self) -> Option<Arc<CachedEvent>> {
         if let Some(ev) = self.backlog.pop_front() {
@@ -621,8 +753,8 @@ mod tests {
         json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "ns"}, "spec": {"v": v}})
     }
 
-    fn rv(o: &CachedObject) -> &str {
-        o.object["metadata"]["resourceVersion"].as_str().unwrap_or("")
+    fn rv(o: &CachedObject) -> String {
+        o.object()["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string()
     }
 
     async fn next(w: &mut CacheWatcher) -> Arc<CachedEvent> {
@@ -642,7 +774,12 @@ mod tests {
         assert_eq!(rv(&a), r1.to_string());
         assert_eq!((a.create_revision, a.mod_revision), (r1, r1));
         let from_json: Value = serde_json::from_slice(&a.json).unwrap();
-        assert_eq!(&from_json, a.object.as_ref());
+        assert_eq!(from_json, a.object());
+        assert_eq!(
+            a.selectable(),
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "ns"}, "spec": {}})
+        );
+        assert_eq!((a.name(), a.namespace()), ("a", Some("ns")));
 
         let (pods, rev) = cache.list("/registry/pods/", r3).await.unwrap();
         let keys: Vec<&str> = pods.iter().map(|o| o.key.as_str()).collect();
@@ -663,16 +800,16 @@ mod tests {
         let r3 = mem.del("/registry/pods/ns/a");
 
         let e1 = next(&mut w).await;
-        assert_eq!((e1.kind, e1.revision, rv(&e1.object)), (EventType::Added, r1, r1.to_string().as_str()));
+        assert_eq!((e1.kind, e1.revision, rv(&e1.object)), (EventType::Added, r1, r1.to_string()));
         assert!(e1.prev.is_none());
         let e2 = next(&mut w).await;
         assert_eq!((e2.kind, e2.revision), (EventType::Modified, r2));
-        assert_eq!(e2.prev.as_ref().map(|p| p.object["spec"]["v"].clone()), Some(json!(1)));
+        assert_eq!(e2.prev.as_ref().map(|p| p.object()["spec"]["v"].clone()), Some(json!(1)));
         let e3 = next(&mut w).await;
         assert_eq!((e3.kind, e3.revision), (EventType::Deleted, r3));
         assert_eq!(rv(&e3.object), r3.to_string());
-        assert_eq!(e3.object.object["spec"]["v"], json!(2));
-        assert_eq!(e3.prev.as_ref().map(|p| rv(p).to_string()), Some(r2.to_string()));
+        assert_eq!(e3.object.object()["spec"]["v"], json!(2));
+        assert_eq!(e3.prev.as_ref().map(|p| rv(p)), Some(r2.to_string()));
         cache.wait_for(r3, Duration::from_secs(5)).await.unwrap();
         assert!(cache.get("/registry/pods/ns/a", r3).await.unwrap().is_none());
     }
@@ -788,6 +925,118 @@ mod tests {
         assert_eq!(got, last);
         assert!(slow.next().await.is_none());
         assert!(slow.lagged());
+    }
+
+    /// Every JSON pointer the registry's field and label selectors read.
+    const SELECTED: &[&str] = &[
+        "/apiVersion",
+        "/kind",
+        "/type",
+        "/reason",
+        "/reportingComponent",
+        "/reportingController",
+        "/source/component",
+        "/deprecatedSource/component",
+        "/involvedObject/kind",
+        "/involvedObject/name",
+        "/involvedObject/fieldPath",
+        "/regarding/uid",
+        "/metadata/name",
+        "/metadata/namespace",
+        "/metadata/labels",
+        "/spec/nodeName",
+        "/spec/restartPolicy",
+        "/spec/schedulerName",
+        "/spec/serviceAccountName",
+        "/spec/hostNetwork",
+        "/spec/unschedulable",
+        "/spec/clusterIP",
+        "/spec/type",
+        "/spec/signerName",
+        "/spec/driver",
+        "/status/phase",
+        "/status/podIP",
+        "/status/podIPs/0/ip",
+        "/status/nominatedNodeName",
+        "/status/replicas",
+        "/status/succeeded",
+    ];
+
+    #[test]
+    fn the_projection_answers_every_selected_field_and_drops_the_rest() {
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}, "uid": "u",
+                "annotations": {"big": "x"}, "managedFields": [{"manager": "m"}], "ownerReferences": [{"uid": "o"}]},
+            "spec": {"nodeName": "n1", "restartPolicy": "Always", "schedulerName": "default-scheduler",
+                "serviceAccountName": "default", "hostNetwork": true, "containers": [{"name": "c", "image": "i"}],
+                "securityContext": {}, "dnsPolicy": "ClusterFirst"},
+            "status": {"phase": "Running", "podIP": "10.0.0.1", "podIPs": [{"ip": "10.0.0.1"}, {"ip": "fd00::1"}],
+                "nominatedNodeName": "n2", "conditions": [{"type": "Ready"}], "qosClass": "BestEffort"}
+        });
+        let event = json!({
+            "apiVersion": "v1", "kind": "Event", "type": "Normal", "reason": "Scheduled", "message": "long text",
+            "metadata": {"name": "e", "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "name": "p", "fieldPath": "spec.containers{c}"},
+            "source": {"component": "kubelet", "host": "n1"}, "reportingComponent": "kubelet"
+        });
+        let new_event = json!({
+            "apiVersion": "events.k8s.io/v1", "kind": "Event", "type": "Warning", "reason": "R", "note": "text",
+            "metadata": {"name": "e2"}, "regarding": {"uid": "u"}, "deprecatedSource": {"component": "c"},
+            "reportingController": "ctl"
+        });
+        let others = [
+            json!({"kind": "Secret", "type": "Opaque", "metadata": {"name": "s"}, "data": {"k": "dg=="}}),
+            json!({"kind": "Node", "metadata": {"name": "n"}, "spec": {"unschedulable": true, "taints": []}}),
+            json!({"kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.1", "type": "NodePort",
+                "ports": [{"port": 80}]}}),
+            json!({"kind": "CertificateSigningRequest", "metadata": {"name": "c"},
+                "spec": {"signerName": "x/y", "request": "long"}}),
+            json!({"kind": "ResourceSlice", "metadata": {"name": "r"}, "spec": {"nodeName": "n", "driver": "d"}}),
+            json!({"kind": "ReplicationController", "metadata": {"name": "r"}, "status": {"replicas": 3}}),
+            json!({"kind": "Job", "metadata": {"name": "j"}, "status": {"succeeded": 2}}),
+            json!({"kind": "Namespace", "metadata": {"name": "n"}, "status": {"phase": "Active"}}),
+        ];
+        for obj in [&pod, &event, &new_event].into_iter().chain(others.iter()) {
+            let p = selectable(obj);
+            for ptr in SELECTED {
+                assert_eq!(p.pointer(ptr), obj.pointer(ptr), "{ptr} of {obj}");
+            }
+        }
+        let p = selectable(&pod);
+        for dropped in [
+            "/metadata/uid",
+            "/metadata/annotations",
+            "/metadata/managedFields",
+            "/spec/containers",
+            "/status/conditions",
+            "/status/podIPs/1",
+            "/status/qosClass",
+        ] {
+            assert_eq!(p.pointer(dropped), None, "{dropped}");
+        }
+        assert_eq!(selectable(&event).pointer("/message"), None);
+        assert_eq!(selectable(&json!([1])), Value::Null);
+    }
+
+    #[tokio::test]
+    async fn deleted_objects_keep_their_projection_and_parse_back_whole() {
+        let mem = Arc::new(Mem::default());
+        let cache = WatchCache::start(mem.clone(), "/registry/", 100).await.unwrap();
+        let mut w = cache.watch("/registry/pods/", 0).unwrap();
+        let mut p = pod("a", 1);
+        p["metadata"]["labels"] = json!({"app": "web"});
+        p["spec"]["nodeName"] = json!("n1");
+        mem.put("/registry/pods/ns/a", p.clone());
+        let r = mem.del("/registry/pods/ns/a");
+        next(&mut w).await;
+        let del = next(&mut w).await;
+        assert_eq!(del.kind, EventType::Deleted);
+        assert_eq!(del.object.selectable()["metadata"]["labels"], json!({"app": "web"}));
+        assert_eq!(del.object.selectable()["spec"], json!({"nodeName": "n1"}));
+        assert_eq!((del.object.name(), del.object.namespace()), ("a", Some("ns")));
+        p["metadata"]["resourceVersion"] = json!(r.to_string());
+        assert_eq!(del.object.object(), p);
     }
 
     #[test]

@@ -25,7 +25,7 @@ fn obj(kind: &str, ns: &str, name: &str, v: i64) -> Bytes {
 }
 
 fn rv(o: &rkube_storage::cache::CachedObject) -> String {
-    o.object["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string()
+    o.object()["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string()
 }
 
 async fn next(w: &mut CacheWatcher) -> Arc<CachedEvent> {
@@ -48,7 +48,7 @@ async fn reads_are_consistent_with_the_store_after_writes() {
     let (cms, rev) = cache.list("/registry/configmaps/", current).await.unwrap();
     assert_eq!(rev, current);
     let got: Vec<(String, String, i64)> =
-        cms.iter().map(|o| (o.key.clone(), rv(o), o.object["data"]["v"].as_i64().unwrap_or(-1))).collect();
+        cms.iter().map(|o| (o.key.clone(), rv(o), o.object()["data"]["v"].as_i64().unwrap_or(-1))).collect();
     assert_eq!(
         got,
         [
@@ -109,7 +109,7 @@ async fn watches_are_ordered_filtered_and_carry_the_deletion_revision() {
     let mut late = cache.watch("/registry/pods/", r2).unwrap();
     assert_eq!(next(&mut late).await.revision, r4);
     let deleted = next(&mut late).await;
-    assert_eq!((deleted.kind, deleted.object.object["data"]["v"].clone()), (EventType::Deleted, json!(2)));
+    assert_eq!((deleted.kind, deleted.object.object()["data"]["v"].clone()), (EventType::Deleted, json!(2)));
     assert_eq!(deleted.prev.as_ref().map(|p| rv(p)), Some(r4.to_string()));
 }
 
@@ -188,4 +188,18 @@ async fn works_over_the_sqlite_store() {
     assert_eq!((e1.kind, e1.revision), (EventType::Added, r1));
     let e2 = next(&mut w).await;
     assert_eq!((e2.kind, e2.revision, rv(&e2.object)), (EventType::Deleted, r2, r2.to_string()));
+}
+
+/// A watcher is drained only once it has returned every event applied so far:
+/// what the apiserver checks before it sends a BOOKMARK at the cache's revision.
+#[tokio::test]
+async fn a_watcher_is_drained_only_after_reading_its_events() {
+    let (_etcd, store, cache) = setup(100).await;
+    let mut w = cache.watch("/registry/configmaps/", cache.revision()).unwrap();
+    assert!(w.is_drained());
+    let rev = store.create("/registry/configmaps/a/one", obj("ConfigMap", "a", "one", 1)).await.unwrap();
+    cache.wait_for(rev, Duration::from_secs(5)).await.unwrap();
+    assert!(!w.is_drained(), "an applied event is still queued for the watcher");
+    assert_eq!(next(&mut w).await.revision, rev);
+    assert!(w.is_drained());
 }

@@ -114,6 +114,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
     let mut pod_tracker = triggers::PodTracker::new(ds_reader.clone(), expectations.clone());
     let pod_triggers =
         rkube_controller_common::watch::trimmed(Api::<Pod>::all(client.clone()), watcher::Config::default())
+            .modify(|p| rkube_controller_common::watch::slim_foreign_pod(p, "DaemonSet"))
             .reflect(pod_writer)
             .flat_map(move |ev| {
                 let refs: Vec<ObjectRef<DaemonSet>> = match ev {

@@ -30,6 +30,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use rkube_controller_common::events::EventPublisher;
 use rkube_controller_common::key_of;
+use rkube_controller_common::watch::{KeepSpec, slim_pod};
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -143,9 +144,10 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
 
     let mut tracker = triggers::PodTracker::new(pdb_reader.clone());
     let pod_tx = tx.clone();
+    // Budgets read a pod's metadata and status only.
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
+        .modify(|p| slim_pod(p, KeepSpec::default()))
         .reflect(pod_writer)
         .for_each(move |ev| {
             match ev {

@@ -33,6 +33,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use rkube_controller_common::events::EventPublisher;
+use rkube_controller_common::watch::{KeepSpec, slim_pod};
 use rkube_controller_common::{is_conflict, is_not_found};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -217,9 +218,10 @@ pub async fn run(client: Client, config: Config) -> Result<(), Error> {
         .modify(|o| o.metadata.managed_fields = None)
         .reflect(pvc_writer)
         .applied_objects();
+    // Claims need a pod's node and its claim volumes only.
     let pod_triggers = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|o| o.metadata.managed_fields = None)
+        .modify(|o| slim_pod(o, KeepSpec { claim_volumes: true, ..Default::default() }))
         .reflect(pod_writer)
         .applied_objects()
         .filter_map(|res| async move {

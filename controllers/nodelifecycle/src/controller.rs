@@ -27,10 +27,13 @@ use crate::taints::{
 };
 use crate::zones::{TaintQueue, ZoneState, compute_zone_state, excluded_from_disruption, zone_key};
 use crate::{Config, Error};
+use rkube_controller_common::watch::{KeepSpec, slim_pod};
 
 const LEASE_NAMESPACE: &str = "kube-node-lease";
 /// Upstream's NodeEvictionPeriod: how often the tainting queues are looked at.
 const TAINTING_PERIOD: Duration = Duration::from_millis(100);
+/// Shortest time between two passes of the loop.
+const COALESCE: Duration = Duration::from_millis(100);
 /// Longest sleep of the loop (pod GC deadlines are checked at least this often).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// How long a pod we deleted is not acted upon again while the cache catches up.
@@ -63,13 +66,15 @@ pub(crate) struct Controller {
     missing_nodes: HashMap<String, Instant>,
 }
 
-fn spawn_informer<K>(api: Api<K>, notify: Arc<Notify>) -> Store<K>
+/// A reflector of `api`'s objects, each passed through `trim` before it is cached.
+fn spawn_informer<K>(api: Api<K>, notify: Arc<Notify>, trim: fn(&mut K)) -> Store<K>
 where
     K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (reader, writer) = reflector::store();
-    let stream = reflector::reflector(writer, watcher::watcher(api, watcher::Config::default())).default_backoff();
+    let watch = watcher::watcher(api, watcher::Config::default()).modify(trim);
+    let stream = reflector::reflector(writer, watch).default_backoff();
     tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(ev) = stream.next().await {
@@ -84,9 +89,14 @@ where
 
 pub(crate) async fn run(client: Client, cfg: Config) -> Result<(), Error> {
     let notify = Arc::new(Notify::new());
-    let nodes = spawn_informer(Api::<Node>::all(client.clone()), notify.clone());
-    let leases = spawn_informer(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), notify.clone());
-    let pods = spawn_informer(Api::<Pod>::all(client.clone()), notify.clone());
+    // managedFields are never read here; of a pod's spec only nodeName and tolerations are.
+    let nodes = spawn_informer(Api::<Node>::all(client.clone()), notify.clone(), |n| n.metadata.managed_fields = None);
+    let leases = spawn_informer(Api::<Lease>::namespaced(client.clone(), LEASE_NAMESPACE), notify.clone(), |l| {
+        l.metadata.managed_fields = None
+    });
+    let pods = spawn_informer(Api::<Pod>::all(client.clone()), notify.clone(), |p| {
+        slim_pod(p, KeepSpec { tolerations: true, ..Default::default() })
+    });
     for ready in [nodes.wait_until_ready().await, leases.wait_until_ready().await, pods.wait_until_ready().await] {
         ready.map_err(|e| Error::Informer(e.to_string()))?;
     }
@@ -136,6 +146,9 @@ pub(crate) async fn run(client: Client, cfg: Config) -> Result<(), Error> {
             _ = notify.notified() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
+        // Passes walk every node and pod: a burst of events (a rollout's pod writes)
+        // is coalesced into one pass per COALESCE instead of one per event.
+        tokio::time::sleep_until((now + COALESCE).into()).await;
     }
 }
 

@@ -14,6 +14,7 @@
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use rkube_controller_common::pod::{is_pod_active, is_pod_ready, max_container_restarts, phase, ready_since};
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -112,16 +113,21 @@ pub fn compare(a: &Pod, rank_a: usize, b: &Pod, rank_b: usize, now: Timestamp) -
 
 /// The `count` pods to delete among `pods` (the ReplicaSet's active pods), ranking pods that share
 /// a node with many `related` pods (active pods of ReplicaSets with the same controller) first.
-pub fn pods_to_delete<'a>(pods: &'a [Pod], related: &[Pod], count: usize, now: Timestamp) -> Vec<&'a Pod> {
+pub fn pods_to_delete<'a, P: Borrow<Pod>>(
+    pods: &'a [P],
+    related: &[impl Borrow<Pod>],
+    count: usize,
+    now: Timestamp,
+) -> Vec<&'a Pod> {
     if count >= pods.len() {
-        return pods.iter().collect();
+        return pods.iter().map(Borrow::borrow).collect();
     }
     let mut on_node: HashMap<&str, usize> = HashMap::new();
-    for p in related.iter().filter(|p| is_pod_active(p)) {
+    for p in related.iter().map(Borrow::borrow).filter(|p| is_pod_active(p)) {
         *on_node.entry(node_name(p)).or_default() += 1;
     }
     let mut ranked: Vec<(&Pod, usize)> =
-        pods.iter().map(|p| (p, on_node.get(node_name(p)).copied().unwrap_or(0))).collect();
+        pods.iter().map(Borrow::borrow).map(|p| (p, on_node.get(node_name(p)).copied().unwrap_or(0))).collect();
     ranked.sort_by(|(a, ra), (b, rb)| compare(a, *ra, b, *rb, now));
     ranked.into_iter().take(count).map(|(p, _)| p).collect()
 }
@@ -299,8 +305,8 @@ mod tests {
     fn everything_when_count_covers_all() {
         let now = Timestamp::now();
         let pods = vec![mk(P { name: "a", ..Default::default() }, now), mk(P { name: "b", ..Default::default() }, now)];
-        assert_eq!(pods_to_delete(&pods, &[], 2, now).len(), 2);
-        assert_eq!(pods_to_delete(&pods, &[], 5, now).len(), 2);
-        assert_eq!(pods_to_delete(&pods, &[], 0, now).len(), 0);
+        assert_eq!(pods_to_delete(&pods, &[] as &[Pod], 2, now).len(), 2);
+        assert_eq!(pods_to_delete(&pods, &[] as &[Pod], 5, now).len(), 2);
+        assert_eq!(pods_to_delete(&pods, &[] as &[Pod], 0, now).len(), 0);
     }
 }

@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use rkube_controller_common::pod::{is_pod_available, is_pod_ready};
+use std::borrow::Borrow;
 
 /// The condition type set while pods cannot be created or deleted.
 pub const REPLICA_FAILURE: &str = "ReplicaFailure";
@@ -24,7 +25,12 @@ pub fn min_ready_seconds(rs: &ReplicaSet) -> i32 {
 
 /// The new status for `rs` owning the active `pods`; `manage_err` is the message of a failed
 /// create/delete in this sync, if any. `observedGeneration` is left as it was.
-pub fn calculate_status(rs: &ReplicaSet, pods: &[Pod], manage_err: Option<&str>, now: Timestamp) -> ReplicaSetStatus {
+pub fn calculate_status(
+    rs: &ReplicaSet,
+    pods: &[impl Borrow<Pod>],
+    manage_err: Option<&str>,
+    now: Timestamp,
+) -> ReplicaSetStatus {
     let mut status = rs.status.clone().unwrap_or_default();
     let template_labels = rs
         .spec
@@ -38,6 +44,7 @@ pub fn calculate_status(rs: &ReplicaSet, pods: &[Pod], manage_err: Option<&str>,
     let mut ready = 0;
     let mut available = 0;
     for pod in pods {
+        let pod: &Pod = pod.borrow();
         let labels = pod.metadata.labels.as_ref();
         if template_labels.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v)) {
             fully_labeled += 1;
@@ -169,7 +176,7 @@ mod tests {
     fn replica_failure_is_set_once_and_cleared_on_success() {
         let now = Timestamp::now();
         let mut r = rs(3, 0);
-        let s = calculate_status(&r, &[], Some("quota exceeded"), now);
+        let s = calculate_status(&r, &[] as &[Pod], Some("quota exceeded"), now);
         let conds = s.conditions.clone().unwrap_or_default();
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].type_, REPLICA_FAILURE);
@@ -177,10 +184,10 @@ mod tests {
         assert_eq!(conds[0].message.as_deref(), Some("quota exceeded"));
         r.status = Some(s);
         // A second failure keeps the first condition (no churn).
-        let again = calculate_status(&r, &[], Some("other"), now + SignedDuration::from_secs(5));
+        let again = calculate_status(&r, &[] as &[Pod], Some("other"), now + SignedDuration::from_secs(5));
         assert_eq!(again.conditions, r.status.as_ref().and_then(|s| s.conditions.clone()));
         // Success removes it.
-        let ok = calculate_status(&r, &[], None, now);
+        let ok = calculate_status(&r, &[] as &[Pod], None, now);
         assert_eq!(ok.conditions, Some(vec![]));
         // Too many pods: FailedDelete.
         let pods = vec![pod(&[("app", "web")], None, now); 4];
@@ -192,12 +199,12 @@ mod tests {
     fn unchanged_status_needs_no_write_unless_generation_is_new() {
         let now = Timestamp::now();
         let mut r = rs(0, 0);
-        let mut s = calculate_status(&r, &[], None, now);
+        let mut s = calculate_status(&r, &[] as &[Pod], None, now);
         assert!(status_changed(&r, &s));
         s.observed_generation = Some(3);
         r.status = Some(s.clone());
-        assert!(!status_changed(&r, &calculate_status(&r, &[], None, now)));
+        assert!(!status_changed(&r, &calculate_status(&r, &[] as &[Pod], None, now)));
         r.metadata.generation = Some(4);
-        assert!(status_changed(&r, &calculate_status(&r, &[], None, now)));
+        assert!(status_changed(&r, &calculate_status(&r, &[] as &[Pod], None, now)));
     }
 }

@@ -64,18 +64,25 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
     let uid = rs.metadata.uid.clone().unwrap_or_default();
 
     // Candidates: active pods of the namespace that are ours or orphans matching the selector
-    // (everything else would be ignored by the claim anyway).
-    let candidates: Vec<Pod> = ctx
-        .pods
-        .state()
-        .iter()
-        .filter(|p| p.metadata.namespace.as_deref() == Some(ns.as_str()) && is_pod_active(p))
-        .filter(|p| match controller_of(&p.metadata) {
-            Some(r) => r.uid == uid,
-            None => selector.matches(p.metadata.labels.as_ref().unwrap_or(&Default::default())),
-        })
-        .map(|p| p.as_ref().clone())
-        .collect();
+    // (everything else would be ignored by the claim anyway). Ours that still match are claimed
+    // as they are (the claim would keep them without a call): they stay shared with the cache,
+    // only the others (to adopt or release) are copied for the claim.
+    let no_labels = Default::default();
+    let matches = |p: &Pod| selector.matches(p.metadata.labels.as_ref().unwrap_or(&no_labels));
+    let mut owned: Vec<Arc<Pod>> = Vec::new();
+    let mut candidates: Vec<Pod> = Vec::new();
+    for p in ctx.pods.state() {
+        if p.metadata.namespace.as_deref() != Some(ns.as_str()) || !is_pod_active(&p) {
+            continue;
+        }
+        match controller_of(&p.metadata) {
+            Some(r) if r.uid == uid && matches(&p) => owned.push(p),
+            Some(r) if r.uid == uid => candidates.push(p.as_ref().clone()),
+            Some(_) => {}
+            None if matches(&p) => candidates.push(p.as_ref().clone()),
+            None => {}
+        }
+    }
     let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let can_adopt = CanAdopt::recheck_deletion_timestamp(
         Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ns),
@@ -83,9 +90,8 @@ pub async fn reconcile(rs: Arc<ReplicaSet>, ctx: Arc<Ctx>) -> Result<Action, Err
         uid.clone(),
     );
     let manager = ControllerRefManager::new(pods_api.clone(), rs.as_ref(), can_adopt);
-    let pods = manager
-        .claim(candidates, |p: &Pod| selector.matches(p.metadata.labels.as_ref().unwrap_or(&Default::default())))
-        .await?;
+    let mut pods = owned;
+    pods.extend(manager.claim(candidates, matches).await?.into_iter().map(Arc::new));
 
     let mut manage_err = None;
     if needs_sync && rs.metadata.deletion_timestamp.is_none() {
@@ -124,7 +130,7 @@ async fn manage_replicas(
     ctx: &Ctx,
     rs: &ReplicaSet,
     key: &str,
-    pods: &[Pod],
+    pods: &[Arc<Pod>],
     pods_api: &Api<Pod>,
 ) -> Result<(), Error> {
     let diff = pods.len() as i64 - i64::from(desired_replicas(rs));
@@ -213,7 +219,7 @@ async fn delete_pod(ctx: &Ctx, rs: &ReplicaSet, pods_api: &Api<Pod>, pod: &Pod) 
 
 /// Upstream's `getIndirectlyRelatedPods`: pods selected by any ReplicaSet with the same controller
 /// as `rs` (e.g. all ReplicaSets of one Deployment). Empty when `rs` has no controller.
-fn related_pods(ctx: &Ctx, rs: &ReplicaSet) -> Vec<Pod> {
+fn related_pods(ctx: &Ctx, rs: &ReplicaSet) -> Vec<Arc<Pod>> {
     let Some(cref) = controller_of(&rs.metadata) else { return Vec::new() };
     let ns = rs.metadata.namespace.clone();
     let selectors: Vec<Selector> = ctx
@@ -227,14 +233,14 @@ fn related_pods(ctx: &Ctx, rs: &ReplicaSet) -> Vec<Pod> {
     let mut seen = HashSet::new();
     ctx.pods
         .state()
-        .iter()
+        .into_iter()
         .filter(|p| p.metadata.namespace == ns)
         .filter(|p| {
-            let labels = p.metadata.labels.clone().unwrap_or_default();
-            selectors.iter().any(|s| s.matches(&labels))
+            let no_labels = Default::default();
+            let labels = p.metadata.labels.as_ref().unwrap_or(&no_labels);
+            selectors.iter().any(|s| s.matches(labels))
         })
         .filter(|p| seen.insert(p.metadata.uid.clone()))
-        .map(|p| p.as_ref().clone())
         .collect()
 }
 

@@ -92,7 +92,7 @@ pub async fn run(client: kube::Client, config: Config) -> Result<(), Error> {
         .applied_objects();
     let pod_triggers = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
         .default_backoff()
-        .modify(|p| p.metadata.managed_fields = None)
+        .modify(|p| rkube_controller_common::watch::slim_foreign_pod(p, "StatefulSet"))
         .reflect(pod_writer)
         .touched_objects()
         .filter_map(|res| async move {

@@ -436,8 +436,15 @@ fn sync_last_applied(out: &mut Value, applied: &Value) {
 pub fn track_update(t: &TypeRef, old: Option<&Value>, new: &mut Value, op: &Operation) {
     let manager = if op.manager.is_empty() { "unknown" } else { op.manager };
     let subresource = op.subresource.unwrap_or("");
-    let mut old_obj = old.cloned().unwrap_or_else(|| empty_object(t));
-    let old_entries = decode_entries(take_managed_fields(&mut old_obj).as_ref()).unwrap_or_default();
+    let empty;
+    let old_obj = match old {
+        Some(o) => o,
+        None => {
+            empty = empty_object(t);
+            &empty
+        }
+    };
+    let old_entries = decode_entries(old_obj.pointer("/metadata/managedFields")).unwrap_or_default();
     let sent = take_managed_fields(new);
     let mut entries = match (op.subresource, sent) {
         (None, Some(Value::Array(a))) if a.len() == 1 && a[0] == json!({}) => vec![],
@@ -452,7 +459,7 @@ pub fn track_update(t: &TypeRef, old: Option<&Value>, new: &mut Value, op: &Oper
     }
 
     let ignored = reset_set(op.reset_fields);
-    let cmp = typed::compare(t, &old_obj, new);
+    let cmp = typed::compare(t, old_obj, new);
     let changed = cmp.modified.union(&cmp.added);
     for e in entries.iter_mut() {
         e.set = e.set.difference(&changed).difference(&cmp.removed);

@@ -203,6 +203,9 @@ impl Comparison {
     }
 }
 
+/// The fields added, modified and removed from `lhs` to `rhs`. `metadata.managedFields` is not
+/// compared (it is bookkeeping, never an owned field), so that callers need not copy an object
+/// to take it out.
 pub(crate) fn compare(t: &TypeRef, lhs: &Value, rhs: &Value) -> Comparison {
     let mut c = Comparison::default();
     cmp_walk(t, t.root, Some(lhs), Some(rhs), &mut Vec::new(), &mut c);
@@ -250,8 +253,13 @@ fn cmp_walk(
         Some(Node::Map(m)) => {
             let lo = lhs.and_then(Value::as_object);
             let ro = rhs.and_then(Value::as_object);
+            let in_metadata = matches!(path.as_slice(), [PathElement::Field(f)] if f == "metadata");
+            let skip = |k: &str| in_metadata && k == "managedFields";
             if let Some(lo) = lo {
                 for (k, lv) in lo {
+                    if skip(k) {
+                        continue;
+                    }
                     let cty = field_type(m, k).unwrap_or(DEDUCED);
                     path.push(PathElement::Field(k.clone()));
                     cmp_walk(t, cty, Some(lv), ro.and_then(|r| r.get(k)), path, c);
@@ -260,7 +268,7 @@ fn cmp_walk(
             }
             if let Some(ro) = ro {
                 for (k, rv) in ro {
-                    if lo.is_some_and(|l| l.contains_key(k)) {
+                    if skip(k) || lo.is_some_and(|l| l.contains_key(k)) {
                         continue;
                     }
                     let cty = field_type(m, k).unwrap_or(DEDUCED);
@@ -590,6 +598,21 @@ mod tests {
         assert!(c.modified.has(&p(&["data", "a"])));
         assert!(c.removed.has(&p(&["data", "b"])));
         assert!(c.added.has(&p(&["metadata", "labels"])) && c.added.has(&p(&["metadata", "labels", "x"])));
+    }
+
+    #[test]
+    fn compare_leaves_out_managed_fields() {
+        let t = schema_for("", "v1", "ConfigMap");
+        let mf = json!([{"manager": "m", "operation": "Update", "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {}}}]);
+        let old = json!({"metadata": {"name": "a", "managedFields": mf}, "data": {"a": "1"}});
+        assert!(compare(&t, &old, &json!({"metadata": {"name": "a"}, "data": {"a": "1"}})).is_same());
+        let c = compare(&t, &json!({"metadata": {"managedFields": mf}}), &json!({"metadata": {"labels": {"x": "y"}}}));
+        let p = |s: &[&str]| s.iter().map(|x| PathElement::Field(x.to_string())).collect::<Vec<_>>();
+        assert!(c.removed.is_empty() && c.modified.is_empty());
+        assert!(c.added.has(&p(&["metadata", "labels", "x"])));
+        // Elsewhere a field of that name is compared as any other.
+        let c = compare(&t, &json!({"data": {"managedFields": "1"}}), &json!({"data": {}}));
+        assert!(c.removed.has(&p(&["data", "managedFields"])));
     }
 
     #[test]
