@@ -390,27 +390,36 @@ impl Server {
         let crds: Vec<Arc<Value>> = objs.iter().map(|o| Arc::new(o.object())).collect();
         let info = crd_info();
         let path = ResourcePath { subresource: Some("status".into()), ..Default::default() };
+        // Serve what the new statuses say before writing them: a client that sees a CRD
+        // Established must find its resources served (as upstream, which marks it only then).
+        let mut next = Vec::with_capacity(crds.len());
+        let mut writes = Vec::new();
         for crd in &crds {
             let want = desired_status(crd, &crds);
-            if !same_status(crd.get("status").unwrap_or(&Value::Null), &want) {
+            if same_status(crd.get("status").unwrap_or(&Value::Null), &want) {
+                next.push(crd.clone());
+            } else {
                 let mut new = (**crd).clone();
                 new["status"] = want;
-                let name = objects::name(crd).to_string();
-                if let Err(e) = self
-                    .update_object(info, &path, None, &name, Change::Replace(new), &WriteOptions::internal(MANAGER))
-                    .await
-                {
-                    tracing::debug!(crd = %name, "CRD status update: {}", e.message);
-                }
+                let new = Arc::new(new);
+                writes.push(new.clone());
+                next.push(new);
             }
+        }
+        self.set_crd_table(build_table(&next, rev));
+        for new in writes {
+            let name = objects::name(&new).to_string();
+            let change = Change::Replace((*new).clone());
+            if let Err(e) = self.update_object(info, &path, None, &name, change, &WriteOptions::internal(MANAGER)).await
+            {
+                tracing::debug!(crd = %name, "CRD status update: {}", e.message);
+            }
+        }
+        for crd in &crds {
             if objects::is_deleting(crd) {
                 self.cleanup_crd(crd).await;
             }
         }
-        // Re-read: status writes above changed what is established.
-        let Ok((objs, _)) = self.cache.list(CRD_PREFIX, 0).await else { return };
-        let crds: Vec<Arc<Value>> = objs.iter().map(|o| Arc::new(o.object())).collect();
-        self.set_crd_table(build_table(&crds, rev));
     }
 
     /// Delete a CRD's custom resources; release its finalizer once none are left.
